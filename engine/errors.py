@@ -1,0 +1,47 @@
+"""Every error the engine raises on purpose.
+
+    EngineError
+    ├── ConfigError            bad config file, env var or flag value
+    ├── StoreError             the store cannot be opened or used
+    │   ├── SchemaTooNewError  the store was written by a newer engine
+    │   └── ModelMismatchError the store's vectors come from another model
+    ├── ModelUnavailableError  model weights cannot be found or loaded
+    └── InputError             an input (file, page, image, record) is unusable
+
+Library code raises these; only the CLI turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class StoreError(EngineError):
+    """The store cannot be opened, read or written."""
+
+
+class SchemaTooNewError(StoreError):
+    """The store's schema revision is newer than this engine knows."""
+
+
+class ModelMismatchError(StoreError):
+    """The configured model differs from the one the store's vectors were made with."""
+
+
+class ModelUnavailableError(EngineError):
+    """Model weights cannot be found or loaded."""
+
+
+class InputError(EngineError):
+    """An input cannot be used; ``source`` names it and the message says why."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason

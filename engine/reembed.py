@@ -1,0 +1,89 @@
+"""Re-embedding stored items: after a model change, or once CLIP weights become available."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import delete, select
+
+from engine.encoders.clip import ClipEncoder
+from engine.encoders.text import TextEncoder
+from engine.results import Progress
+from engine.sentences import split_sentences
+from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, documents, embeddings, images
+from engine.store.store import Store
+
+BATCH = 64
+
+
+def reembed_text(store: Store, encoder: TextEncoder, on_progress: Callable | None = None) -> int:
+    """Re-embed every chunk with ``encoder``; the store's text model becomes this one."""
+    _reset_space(store, (TEXT_SPACE,), encoder.name, encoder.dim)
+    with store.reading() as conn:
+        rows = conn.execute(select(chunks.c.id, chunks.c.text).order_by(chunks.c.id)).all()
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        vectors = encoder.encode([r.text for r in batch])
+        _commit_vectors(store, TEXT_SPACE, [r.id for r in batch], vectors)
+        _report(on_progress, start + len(batch), len(rows), "text vectors")
+    return len(rows)
+
+
+def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None = None) -> dict[str, int]:
+    """Compute the missing CLIP vectors of images and chunks (all of them if the model changed)."""
+    from PIL import Image
+
+    if store.get_meta(f"model.{CLIP_IMAGE_SPACE}") != clip.identity:
+        _reset_space(store, (CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE), clip.identity, clip.dim)
+    with store.reading() as conn:
+        todo_images = conn.execute(
+            select(images.c.id, images.c.path).where(
+                images.c.id.not_in(select(embeddings.c.item_id).where(embeddings.c.space == CLIP_IMAGE_SPACE))
+            )
+        ).all()
+        todo_chunks = conn.execute(
+            select(chunks.c.id, chunks.c.text, documents.c.language)
+            .join(documents, documents.c.id == chunks.c.document_id)
+            .where(chunks.c.id.not_in(select(embeddings.c.item_id).where(embeddings.c.space == CLIP_TEXT_SPACE)))
+        ).all()
+    unreadable = 0
+    for start in range(0, len(todo_images), BATCH):
+        ids, pictures = [], []
+        for row in todo_images[start : start + BATCH]:
+            try:
+                with Image.open(store.root / row.path) as im:
+                    pictures.append(im.convert("RGB"))
+                ids.append(row.id)
+            except OSError:
+                unreadable += 1  # `engine check` names the missing files
+        _commit_vectors(store, CLIP_IMAGE_SPACE, ids, clip.encode_images(pictures))
+        _report(on_progress, start + BATCH, len(todo_images), "image vectors")
+    for start in range(0, len(todo_chunks), BATCH):
+        batch = todo_chunks[start : start + BATCH]
+        passages = [[s for s, _, _ in split_sentences(r.text, r.language)] or [r.text] for r in batch]
+        _commit_vectors(store, CLIP_TEXT_SPACE, [r.id for r in batch], clip.encode_passages(passages))
+        _report(on_progress, start + len(batch), len(todo_chunks), "chunk CLIP vectors")
+    return {"image_vectors": len(todo_images) - unreadable, "clip_text_vectors": len(todo_chunks), "unreadable_images": unreadable}
+
+
+def _reset_space(store: Store, spaces: tuple[str, ...], model: str, dim: int) -> None:
+    with store.transaction() as conn:
+        for space in spaces:
+            conn.execute(delete(embeddings).where(embeddings.c.space == space))
+            store.bump_version(conn, space)
+            store.set_meta(conn, f"model.{space}", model)
+            store.set_meta(conn, f"dim.{space}", str(dim))
+    store.bind_model(spaces, model, dim)
+
+
+def _commit_vectors(store: Store, space: str, ids: list[int], vectors) -> None:  # noqa: ANN001
+    if not ids:
+        return
+    with store.transaction() as conn:
+        store.put_vectors(conn, space, ids, vectors)
+    store.discard_uncommitted()  # indexes are rebuilt from SQLite afterwards
+
+
+def _report(on_progress: Callable | None, done: int, total: int, what: str) -> None:
+    if on_progress is not None:
+        on_progress(Progress(min(done, total), total, what))

@@ -1,0 +1,171 @@
+"""The SQLite schema: the source of truth for everything the engine knows.
+
+Tables are created and changed only by the Alembic migrations in ``migrations/``;
+these definitions are what the code queries with, and a test checks that the
+migrated database and these definitions agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Oldest first. The store refuses to open a revision not listed here (a newer engine wrote it).
+KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+HEAD_REVISION = KNOWN_REVISIONS[-1]
+
+# Vector spaces: one FAISS index each; FAISS ids are the row ids of the named table.
+TEXT_SPACE = "text"  # chunks, in the text model's space
+CLIP_IMAGE_SPACE = "clip_image"  # images, in CLIP's space
+CLIP_TEXT_SPACE = "clip_text"  # chunks, in CLIP's space (mean of their sentences)
+SPACE_TABLE = {TEXT_SPACE: "chunks", CLIP_IMAGE_SPACE: "images", CLIP_TEXT_SPACE: "chunks"}
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("content_hash", String, nullable=False, unique=True),
+    Column("title", Text),
+    Column("author", Text),
+    Column("published", String),
+    Column("language", String),
+    Column("text", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("canonical_url", String, nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("document_id", Integer, ForeignKey("documents.id", ondelete="SET NULL")),
+    # Hash of the raw bytes read, so an unchanged input is skipped before extraction.
+    Column("raw_hash", String),
+    Column("fetched_at", Float),
+    Column("http_status", Integer),
+    Column("content_type", String),
+    Column("etag", String),
+    Column("last_modified", String),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_sources_document_id", "document_id"),
+)
+
+topic_documents = Table(
+    "topic_documents",
+    metadata,
+    Column("topic_id", Integer, ForeignKey("topics.id", ondelete="CASCADE"), nullable=False),
+    Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    # Best chunk's cosine similarity to the topic; the link counts when it reaches
+    # index.topic_min_similarity, so changing that setting needs no re-embedding.
+    Column("score", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("topic_id", "document_id"),
+    Index("ix_topic_documents_document_id", "document_id"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("start_char", Integer, nullable=False),
+    Column("end_char", Integer, nullable=False),
+    Column("n_tokens", Integer, nullable=False),
+    UniqueConstraint("document_id", "position", name="uq_chunks_document_position"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("content_hash", String, nullable=False, unique=True),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("format", String, nullable=False),
+    Column("byte_size", Integer, nullable=False),
+    # Relative to the store's root.
+    Column("path", Text, nullable=False),
+    # A generated caption (captioning model), distinct from the page's own caption.
+    Column("caption", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+document_images = Table(
+    "document_images",
+    metadata,
+    Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("chunk_id", Integer, ForeignKey("chunks.id", ondelete="SET NULL")),
+    Column("src_url", Text, nullable=False),
+    Column("alt", Text),
+    Column("caption", Text),
+    # The text nearest the image in the page (the paragraphs before and after it).
+    Column("context", Text),
+    PrimaryKeyConstraint("document_id", "image_id"),
+    Index("ix_document_images_image_id", "image_id"),
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("space", String, nullable=False),
+    Column("item_id", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("space", "item_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    # running | done | interrupted (a run left "running" was killed)
+    Column("status", String, nullable=False),
+    Column("summary", Text),
+)
+
+failures = Table(
+    "failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String, nullable=False),  # page | image | archive
+    Column("input", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_failures_run_id", "run_id"),
+)

@@ -1,0 +1,288 @@
+"""The store: one folder holding the SQLite database, the image files and the FAISS caches.
+
+    <root>/engine.db          SQLite, the source of truth (vectors included)
+    <root>/images/ab/<hash>.<ext>   image files, named by content hash
+    <root>/index/<space>.faiss      FAISS caches, rebuilt from engine.db when stale
+    <root>/write.lock         held by the one process that may write
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy.dialects.sqlite import insert
+
+from engine.errors import ModelMismatchError, StoreError
+from engine.store import database
+from engine.store.atomic import write_atomic
+from engine.store.schema import SPACE_TABLE, embeddings, meta
+from engine.store.vectors import VectorIndex
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    space: str
+    added: int
+    removed: int
+    # Why the cached file was discarded, if it was.
+    discarded: str | None = None
+
+
+class Store:
+    """SQLite + image files + FAISS caches under one root folder.
+
+    Use as a context manager, or call :meth:`close`; closing saves changed indexes.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.root}: {exc}") from exc
+        self.db_path = self.root / "engine.db"
+        self.engine = database.connect(self.db_path)
+        database.ensure_schema(self.engine, self.db_path)
+        self._indexes: dict[str, VectorIndex] = {}
+        self._lock_fd: int | None = None
+        # Vector changes made inside the open transaction, applied to the loaded
+        # indexes only once it commits (apply_committed), so FAISS never runs ahead.
+        self._pending_changes: dict[str, list] = {}
+        self.reconciled: list[ReconcileReport] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info) -> None:  # noqa: ANN002
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self._lock_fd is not None:
+                self.save_indexes()
+        finally:
+            self.release_write_lock()
+            self.engine.dispose()
+
+    def acquire_write_lock(self) -> None:
+        """Become the one writer; raise StoreError if another process writes now."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.root / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(
+                f"the store {self.root} is being written by pid {holder}; wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def release_write_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One short write transaction; committed on success, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- meta ------------------------------------------------------------------------
+
+    def get_meta(self, key: str, conn: Connection | None = None) -> str | None:
+        query = select(meta.c.value).where(meta.c.key == key)
+        if conn is not None:
+            return conn.execute(query).scalar()
+        with self.reading() as c:
+            return c.execute(query).scalar()
+
+    def set_meta(self, conn: Connection, key: str, value: str) -> None:
+        stmt = insert(meta).values(key=key, value=value)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
+
+    def bind_model(self, spaces: tuple[str, ...], name: str, dim: int) -> None:
+        """Record which model made the vectors of ``spaces``; refuse a different one.
+
+        A store with no vectors in those spaces takes the new model silently.
+        """
+        with self.transaction() as conn:
+            for space in spaces:
+                stored = self.get_meta(f"model.{space}", conn)
+                if stored is not None and stored != name and self.vector_count(space, conn) > 0:
+                    raise ModelMismatchError(
+                        f"the store's {space!r} vectors were made with {stored!r}, but the "
+                        f"configured model is {name!r}; run `engine reindex --rebuild-vectors` "
+                        f"to re-embed everything with {name!r}, or configure {stored!r} again"
+                    )
+                self.set_meta(conn, f"model.{space}", name)
+                self.set_meta(conn, f"dim.{space}", str(dim))
+
+    # -- vectors ---------------------------------------------------------------------
+
+    def vector_count(self, space: str, conn: Connection) -> int:
+        query = select(func.count()).select_from(embeddings).where(embeddings.c.space == space)
+        return conn.execute(query).scalar_one()
+
+    def vector_version(self, space: str, conn: Connection | None = None) -> int:
+        return int(self.get_meta(f"vectors_version.{space}", conn) or 0)
+
+    def put_vectors(self, conn: Connection, space: str, ids: list[int], vectors: np.ndarray) -> None:
+        """Store vectors in SQLite (inside the caller's transaction) and bump the space's version."""
+        if not ids:
+            return
+        rows = [
+            {"space": space, "item_id": int(i), "vector": np.asarray(v, np.float32).tobytes()}
+            for i, v in zip(ids, vectors)
+        ]
+        stmt = insert(embeddings).values(rows) if len(rows) < 500 else insert(embeddings)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[embeddings.c.space, embeddings.c.item_id],
+            set_={"vector": stmt.excluded.vector},
+        )
+        conn.execute(stmt) if len(rows) < 500 else conn.execute(stmt, rows)
+        self.bump_version(conn, space)
+        self._pending(space).append(("add", np.asarray(ids, np.int64), np.asarray(vectors, np.float32)))
+
+    def delete_vectors(self, conn: Connection, space: str, ids: list[int]) -> None:
+        if not ids:
+            return
+        conn.execute(delete(embeddings).where(embeddings.c.space == space, embeddings.c.item_id.in_(ids)))
+        self.bump_version(conn, space)
+        self._pending(space).append(("remove", np.asarray(ids, np.int64), None))
+
+    def bump_version(self, conn: Connection, space: str) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO meta(key, value) VALUES (:k, '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+            ),
+            {"k": f"vectors_version.{space}"},
+        )
+
+    def _pending(self, space: str) -> list:
+        return self._pending_changes.setdefault(space, [])
+
+    def apply_committed(self) -> None:
+        """Apply the vector changes of the last committed transaction(s) to loaded indexes."""
+        pending, self._pending_changes = self._pending_changes, {}
+        for space, changes in pending.items():
+            index = self._indexes.get(space)
+            if index is None:
+                continue
+            for op, ids, vectors in changes:
+                if op == "add":
+                    index.remove(ids)  # re-put of an id replaces its vector
+                    index.add(ids, vectors)
+                else:
+                    index.remove(ids)
+            index.version = self.vector_version(space)
+
+    def discard_uncommitted(self) -> None:
+        self._pending_changes = {}
+
+    def read_vectors(self, space: str, ids: list[int] | np.ndarray, dim: int) -> np.ndarray:
+        """Vectors of ``ids`` in ``space`` in that order; rows of zeros for ids without one."""
+        out = np.zeros((len(ids), dim), np.float32)
+        position = {int(i): n for n, i in enumerate(ids)}
+        with self.reading() as conn:
+            for start in range(0, len(ids), 900):
+                batch = [int(i) for i in ids[start : start + 900]]
+                rows = conn.execute(
+                    select(embeddings.c.item_id, embeddings.c.vector).where(
+                        embeddings.c.space == space, embeddings.c.item_id.in_(batch)
+                    )
+                )
+                for item_id, blob in rows:
+                    out[position[item_id]] = np.frombuffer(blob, np.float32)
+        return out
+
+    def ids_with_vectors(self, space: str, conn: Connection) -> np.ndarray:
+        rows = conn.execute(select(embeddings.c.item_id).where(embeddings.c.space == space))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def index(self, space: str, dim: int) -> VectorIndex:
+        """The FAISS index of ``space``, loaded once and reconciled with SQLite."""
+        if space not in SPACE_TABLE:
+            raise StoreError(f"unknown vector space {space!r}")
+        index = self._indexes.get(space)
+        if index is None or index.dim != dim:
+            index, discarded = VectorIndex.load(self.index_path(space), dim)
+            report = self.reconcile(space, index)
+            self.reconciled.append(
+                ReconcileReport(space, report.added, report.removed, discarded)
+            )
+            if discarded:
+                index.dirty = True
+            self._indexes[space] = index
+        return index
+
+    def reconcile(self, space: str, index: VectorIndex) -> ReconcileReport:
+        """Make ``index`` hold exactly SQLite's ids for ``space``: add missing, drop orphans."""
+        while True:
+            version = self.vector_version(space)
+            if index.version == version:
+                return ReconcileReport(space, 0, 0)
+            with self.reading() as conn:
+                db_ids = self.ids_with_vectors(space, conn)
+            if self.vector_version(space) == version:
+                break  # nobody wrote in between, so db_ids belong to `version`
+        cached = index.ids()
+        orphans = np.setdiff1d(cached, db_ids)
+        missing = np.setdiff1d(db_ids, cached)
+        index.remove(orphans)
+        for start in range(0, len(missing), 4096):
+            batch = missing[start : start + 4096]
+            index.add(batch, self.read_vectors(space, batch, index.dim))
+        index.version = version
+        index.dirty = index.dirty or len(orphans) > 0 or len(missing) > 0
+        return ReconcileReport(space, len(missing), len(orphans))
+
+    def rebuild_index(self, space: str, dim: int) -> VectorIndex:
+        """Throw the cached file away and rebuild ``space``'s index from SQLite."""
+        self._indexes.pop(space, None)
+        index = VectorIndex(self.index_path(space), dim)
+        self.reconcile(space, index)
+        index.dirty = True
+        self._indexes[space] = index
+        return index
+
+    def index_path(self, space: str) -> Path:
+        return self.root / "index" / f"{space}.faiss"
+
+    def loaded_indexes(self) -> dict[str, VectorIndex]:
+        return dict(self._indexes)
+
+    def save_indexes(self) -> None:
+        for index in self._indexes.values():
+            if index.dirty:
+                index.save()
+
+    # -- image files -------------------------------------------------------------------
+
+    def image_relpath(self, content_hash: str, fmt: str) -> str:
+        return f"images/{content_hash[:2]}/{content_hash}.{fmt.lower()}"
+
+    def write_image_file(self, relpath: str, data: bytes) -> None:
+        target = self.root / relpath
+        if not target.exists():
+            write_atomic(target, data)

@@ -1,0 +1,1 @@
+"""Ingestion: sources → prepare (read, extract, validate images) → chunk → embed → write."""

@@ -1,0 +1,100 @@
+"""Embedding: chunk a batch of prepared pages and encode it in as few model calls as possible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.encoders.clip import ClipEncoder
+from engine.encoders.text import TextEncoder
+from indexer.chunk import chunk_text
+from indexer.prepare import PreparedPage
+from indexer.write import EmbeddedPage
+
+
+class BatchEmbedder:
+    """Turns prepared pages into pages ready to write.
+
+    Args:
+        text: the text encoder (always used).
+        clip: the CLIP encoder, or None when its weights are unavailable.
+        topic_vectors: {topic id: text-space vector} to score each page against.
+        chunk_tokens, overlap_tokens: chunking budget (capped by the model's limit).
+    """
+
+    def __init__(
+        self,
+        text: TextEncoder,
+        clip: ClipEncoder | None,
+        topic_vectors: dict[int, np.ndarray],
+        chunk_tokens: int,
+        overlap_tokens: int,
+    ):
+        self.text = text
+        self.clip = clip
+        self.topic_ids = list(topic_vectors)
+        self.topic_matrix = np.stack(list(topic_vectors.values())) if topic_vectors else None
+        self.max_tokens = min(chunk_tokens, text.max_tokens)
+        self.overlap_tokens = min(overlap_tokens, self.max_tokens // 2)
+
+    def embed(self, pages: list[PreparedPage], stored_image_hashes: set[str]) -> list[EmbeddedPage]:
+        """Encode ``pages``; images whose hash is in ``stored_image_hashes`` are not re-encoded."""
+        chunked = [
+            chunk_text(
+                p.extracted.text,
+                self.text.count_tokens,
+                self.max_tokens,
+                self.overlap_tokens,
+                p.extracted.language,
+            )
+            for p in pages
+        ]
+        flat = [c for chunks in chunked for c in chunks]
+        text_vectors = self.text.encode([c.text for c in flat])
+        clip_text = self.clip.encode_passages([list(c.sentences) for c in flat]) if self.clip else None
+        image_vectors = self._embed_new_images(pages, stored_image_hashes)
+
+        out, start = [], 0
+        for page, chunks in zip(pages, chunked):
+            stop = start + len(chunks)
+            vectors = text_vectors[start:stop]
+            out.append(
+                EmbeddedPage(
+                    page=page.page,
+                    canonical_url=page.canonical_url,
+                    raw_hash=page.raw_hash,
+                    content_hash=page.content_hash,
+                    extracted=page.extracted,
+                    chunks=chunks,
+                    text_vectors=vectors,
+                    clip_text_vectors=None if clip_text is None else clip_text[start:stop],
+                    images=page.images,
+                    image_vectors={
+                        data.content_hash: image_vectors[data.content_hash]
+                        for _, data in page.images
+                        if data.content_hash in image_vectors
+                    },
+                    topic_scores=self.topic_scores(vectors),
+                )
+            )
+            start = stop
+        return out
+
+    def _embed_new_images(self, pages: list[PreparedPage], stored: set[str]) -> dict[str, np.ndarray]:
+        if self.clip is None:
+            return {}
+        todo = {}
+        for page in pages:
+            for _, data in page.images:
+                if data.content_hash not in stored:
+                    todo.setdefault(data.content_hash, data.thumbnail)
+        if not todo:
+            return {}
+        vectors = self.clip.encode_images(list(todo.values()))
+        return dict(zip(todo, vectors))
+
+    def topic_scores(self, chunk_vectors: np.ndarray) -> dict[int, float]:
+        """{topic id: best cosine similarity between the topic and any of the chunks}."""
+        if self.topic_matrix is None or len(chunk_vectors) == 0:
+            return {}
+        best = (self.topic_matrix @ chunk_vectors.T).max(axis=1)
+        return {topic_id: float(score) for topic_id, score in zip(self.topic_ids, best)}

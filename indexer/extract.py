@@ -1,0 +1,163 @@
+"""Main-content extraction with trafilatura: text, metadata, and the images in the content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from engine.errors import InputError
+
+# Magic numbers of formats that are sometimes saved with an .html name.
+BINARY_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x1f\x8b": "gzip data",
+}
+TEXT_TAGS = {"head", "p", "list", "quote", "table", "code"}
+
+
+@dataclass
+class ImageRef:
+    """An image the main content shows, with the text that explains it."""
+
+    src: str  # the raw src attribute, for resolving inside the input
+    url: str  # absolute URL, for provenance
+    alt: str | None
+    caption: str | None  # the page's figure caption
+    context: str  # the paragraphs right before and after the image
+    char_offset: int  # where the image sits in the document text
+
+
+@dataclass
+class ExtractedPage:
+    text: str
+    title: str | None
+    author: str | None
+    published: str | None
+    language: str | None
+    canonical_url: str | None
+    images: list[ImageRef] = field(default_factory=list)
+
+
+def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
+    """Extract the main content of ``html``; raise InputError when there is none."""
+    from lxml import etree
+    from trafilatura import bare_extraction
+
+    _refuse_binary(html, origin)
+    try:
+        # No url argument: trafilatura would rewrite relative srcs, which are needed raw
+        # to find the image files saved beside the page.
+        doc = bare_extraction(html, include_images=True, with_metadata=True, favor_recall=True)
+    except (ValueError, etree.LxmlError, UnicodeError) as exc:
+        raise InputError(origin, f"unparsable HTML: {exc}") from exc
+    if doc is None or doc.body is None:
+        raise InputError(origin, "no main text found (empty or not an article page)")
+
+    figures = _figure_details(html)
+    paragraphs: list[str] = []
+    pending: list[tuple[dict, int]] = []  # graphic attributes, paragraph index before it
+    for element in doc.body.iter():
+        if element.tag == "graphic":
+            pending.append((dict(element.attrib), len(paragraphs)))
+        elif element.tag in TEXT_TAGS and _is_top_level(element):
+            text = " ".join("".join(element.itertext()).split())
+            if text:
+                paragraphs.append(text)
+    text = "\n\n".join(paragraphs)
+    if not text.strip():
+        raise InputError(origin, "no main text found (empty or not an article page)")
+
+    starts, offset = [], 0
+    for paragraph in paragraphs:
+        starts.append(offset)
+        offset += len(paragraph) + 2
+    images = []
+    seen = set()
+    for attrs, before in pending:
+        src = (attrs.get("src") or "").strip()
+        if not src or src in seen or src.startswith("data:"):
+            continue
+        seen.add(src)
+        near = paragraphs[max(0, before - 1) : before + 1]
+        details = figures.get(src, {})
+        images.append(
+            ImageRef(
+                src=src,
+                url=urljoin(page_url, src),
+                alt=_clean(attrs.get("alt")) or details.get("alt"),
+                caption=details.get("caption") or _clean(attrs.get("title")),
+                context=" ".join(near),
+                char_offset=starts[before] if before < len(starts) else len(text),
+            )
+        )
+    return ExtractedPage(
+        text=text,
+        title=_clean(doc.title),
+        author=_clean(doc.author),
+        published=_clean(doc.date),
+        language=_clean(doc.language) or _html_language(html),
+        canonical_url=_clean(doc.url),
+        images=images,
+    )
+
+
+def _refuse_binary(html: bytes, origin: str) -> None:
+    head = html[:16]
+    for magic, kind in BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(origin, f"not HTML: the file is {kind}")
+    if b"\x00" in html[:1024] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(origin, "not HTML: the file holds binary data")
+    if not html.strip():
+        raise InputError(origin, "empty page")
+
+
+def _is_top_level(element) -> bool:  # noqa: ANN001 - lxml element
+    # Paragraphs nested in lists, quotes or tables are read with their container.
+    parent = element.getparent()
+    while parent is not None and parent.tag != "body":
+        if parent.tag in TEXT_TAGS:
+            return False
+        parent = parent.getparent()
+    return True
+
+
+def _figure_details(html: bytes) -> dict[str, dict[str, str | None]]:
+    """alt text and <figcaption> of every <img>, keyed by its raw src."""
+    import lxml.html
+
+    try:
+        tree = lxml.html.fromstring(html)
+    except Exception:  # noqa: BLE001 - trafilatura parsed it; details are a bonus
+        return {}
+    details = {}
+    for img in tree.iter("img"):
+        src = (img.get("src") or "").strip()
+        if not src:
+            continue
+        caption = None
+        figure = next((a for a in img.iterancestors("figure")), None)
+        if figure is not None:
+            found = figure.find(".//figcaption")
+            if found is not None:
+                caption = _clean(found.text_content())
+        details.setdefault(src, {"alt": _clean(img.get("alt")), "caption": caption})
+    return details
+
+
+def _html_language(html: bytes) -> str | None:
+    import re
+
+    match = re.search(rb"<html[^>]*\blang=[\"']?([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)?)", html[:4096], re.I)
+    return match.group(1).decode("ascii").lower() if match else None
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(str(value).split())
+    return value or None

@@ -1,0 +1,267 @@
+"""The indexing run: sources → prepare (background thread) → embed → write, with progress.
+
+Preparation (reading, trafilatura, image decoding) runs in a thread that feeds a
+bounded queue, so it overlaps the encoders; the main thread embeds batches and
+commits each page in its own short transaction. Interrupted or killed, a run loses
+at most the pages not yet committed; the next run skips what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import insert, select, update
+
+from engine.config import Config
+from engine.errors import InputError
+from engine.results import Progress
+from engine.store.schema import TEXT_SPACE, chunks, failures, images, runs, topic_documents
+from engine.store.store import Store
+from indexer.embed import BatchEmbedder
+from indexer.prepare import PreparedPage, UnchangedPage, prepare
+from indexer.sources import InputFailure, Limits, count_pages, iter_inputs
+from indexer.write import known_source, mark_unchanged, put_topic_scores, write_page
+
+_DONE = object()
+SAVE_EVERY_SECONDS = 60.0
+
+
+@dataclass
+class IndexReport:
+    """What a run did. ``pages``: added, updated, duplicate, unchanged, failed."""
+
+    pages: Counter = field(default_factory=Counter)
+    chunks_added: int = 0
+    images: Counter = field(default_factory=Counter)  # added, linked, failed
+    failures: list[InputFailure] = field(default_factory=list)
+    clip_used: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def failure_reasons(self) -> Counter:
+        return Counter((f.kind, _reason_class(f.reason)) for f in self.failures)
+
+    def to_dict(self) -> dict:
+        return {
+            "pages": dict(self.pages),
+            "chunks_added": self.chunks_added,
+            "images": dict(self.images),
+            "failures": [asdict(f) for f in self.failures],
+            "clip_used": self.clip_used,
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_index(
+    store: Store,
+    config: Config,
+    embedder_factory: Callable[[dict[int, np.ndarray]], BatchEmbedder],
+    topic_ids: dict[str, int],
+    paths: list[Path],
+    on_progress: Callable[[Progress], None] | None = None,
+) -> IndexReport:
+    """Index ``paths`` for ``topic_ids`` into ``store`` (which must hold the write lock)."""
+    report = IndexReport()
+    started = time.time()
+    run_id = _start_run(store, started)
+    total = count_pages(paths)
+    items: queue.Queue = queue.Queue(maxsize=2 * config.index.docs_per_batch)
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce, args=(store, config, paths, items, stop), name="engine-prepare", daemon=True
+    )
+    producer.start()
+    last_save = time.time()
+    done = 0
+    try:
+        embedder = embedder_factory(topic_ids)
+        report.clip_used = embedder.clip is not None
+        _score_unscored(store, embedder, list(topic_ids.values()))
+        finished = False
+        while not finished:
+            batch, finished = _next_batch(items, config.index.docs_per_batch)
+            prepared: list[PreparedPage] = []
+            for item in batch:
+                if isinstance(item, InputFailure):
+                    report.pages["failed"] += 1
+                    report.failures.append(item)
+                    _record_failures(store, run_id, [item])
+                elif isinstance(item, UnchangedPage):
+                    report.pages["unchanged"] += 1
+                else:
+                    prepared.append(item)
+            if prepared:
+                _write_batch(store, embedder, prepared, report, run_id)
+            done += len(batch)
+            if on_progress and batch:
+                total = max(total, done)
+                on_progress(Progress(done, total, _origin(batch[-1])))
+            if time.time() - last_save > SAVE_EVERY_SECONDS:
+                store.save_indexes()
+                last_save = time.time()
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        stop.set()
+        _drain(items)
+        producer.join(timeout=10)
+        report.seconds = time.time() - started
+        store.save_indexes()
+        _finish_run(store, run_id, report)
+    return report
+
+
+def _produce(store: Store, config: Config, paths: list[Path], items: queue.Queue, stop: threading.Event) -> None:
+    limits = Limits(config.index.max_page_bytes, config.index.max_image_bytes)
+    try:
+        with store.reading() as conn:
+
+            def stored_raw_hash(url: str) -> str | None:
+                known = known_source(conn, url)
+                return None if known is None else known[0]
+
+            for page in iter_inputs(paths, limits):
+                if stop.is_set():
+                    return
+                if isinstance(page, InputFailure):
+                    _put(items, page, stop)
+                    continue
+                try:
+                    result = prepare(page, config.index, stored_raw_hash)
+                except InputError as exc:
+                    result = InputFailure("page", page.origin, exc.reason)
+                except Exception as exc:  # noqa: BLE001 - one bad page must not end the run
+                    result = InputFailure("page", page.origin, f"unexpected {type(exc).__name__}: {exc}")
+                _put(items, result, stop)
+    finally:
+        _put(items, _DONE, stop, force=True)
+
+
+def _put(items: queue.Queue, item: object, stop: threading.Event, force: bool = False) -> None:
+    while True:
+        try:
+            items.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            if stop.is_set() and not force:
+                return
+            if stop.is_set():
+                _drain(items)
+
+
+def _drain(items: queue.Queue) -> None:
+    try:
+        while True:
+            items.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _next_batch(items: queue.Queue, size: int) -> tuple[list, bool]:
+    """Up to ``size`` items: waits for the first, then takes what is ready."""
+    first = items.get()
+    if first is _DONE:
+        return [], True
+    batch = [first]
+    while len(batch) < size:
+        try:
+            item = items.get_nowait()
+        except queue.Empty:
+            break
+        if item is _DONE:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def _write_batch(store: Store, embedder: BatchEmbedder, prepared: list[PreparedPage], report: IndexReport, run_id: int) -> None:
+    hashes = {data.content_hash for p in prepared for _, data in p.images}
+    with store.reading() as conn:
+        stored = set(conn.execute(select(images.c.content_hash).where(images.c.content_hash.in_(hashes))).scalars())
+    for page in embedder.embed(prepared, stored):
+        try:
+            with store.transaction() as conn:
+                outcome = write_page(store, conn, page)
+        except BaseException:
+            store.discard_uncommitted()
+            raise
+        store.apply_committed()
+        report.pages[outcome.page] += 1
+        report.chunks_added += outcome.chunks_added
+        report.images["added"] += outcome.images_added
+        report.images["linked"] += outcome.images_linked
+    for page in prepared:
+        report.images["failed"] += len(page.failures)
+        if page.failures:
+            report.failures.extend(page.failures)
+    _record_failures(store, run_id, [f for p in prepared for f in p.failures])
+
+
+def _score_unscored(store: Store, embedder: BatchEmbedder, topic_ids: list[int]) -> None:
+    """Score stored documents against the topics they were never scored for (new topics)."""
+    with store.reading() as conn:
+        scored = {(d, t) for d, t in conn.execute(select(topic_documents.c.document_id, topic_documents.c.topic_id))}
+        by_document: dict[int, list[int]] = defaultdict(list)
+        for doc_id, chunk_id in conn.execute(select(chunks.c.document_id, chunks.c.id)):
+            by_document[doc_id].append(chunk_id)
+    todo = [d for d in by_document if any((d, t) not in scored for t in topic_ids)]
+    for start in range(0, len(todo), 256):
+        batch = todo[start : start + 256]
+        chunk_ids = [c for d in batch for c in by_document[d]]
+        vectors = store.read_vectors(TEXT_SPACE, chunk_ids, embedder.text.dim)
+        with store.transaction() as conn:
+            offset = 0
+            for doc_id in batch:
+                n = len(by_document[doc_id])
+                scores = embedder.topic_scores(vectors[offset : offset + n])
+                offset += n
+                missing = {t: s for t, s in scores.items() if (doc_id, t) not in scored}
+                put_topic_scores(conn, doc_id, missing)
+
+
+def _start_run(store: Store, started: float) -> int:
+    with store.transaction() as conn:
+        return conn.execute(insert(runs).values(started_at=started, status="running")).inserted_primary_key[0]
+
+
+def _finish_run(store: Store, run_id: int, report: IndexReport) -> None:
+    with store.transaction() as conn:
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                finished_at=time.time(),
+                status="interrupted" if report.interrupted else "done",
+                summary=json.dumps(report.to_dict()),
+            )
+        )
+
+
+def _record_failures(store: Store, run_id: int, items: list[InputFailure]) -> None:
+    if not items:
+        return
+    now = time.time()
+    with store.transaction() as conn:
+        conn.execute(
+            insert(failures),
+            [{"run_id": run_id, "kind": f.kind, "input": f.origin, "reason": f.reason, "created_at": now} for f in items],
+        )
+
+
+def _origin(item: object) -> str:
+    page = getattr(item, "page", item)
+    return str(getattr(page, "origin", ""))
+
+
+def _reason_class(reason: str) -> str:
+    # Group "x.jpg: damaged image: ..." style reasons by their stable head.
+    return reason.split(":", 1)[0]

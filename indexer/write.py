@@ -1,0 +1,230 @@
+"""Writing: one page, its chunks, images, vectors and topic scores in one transaction.
+
+Either all of a page is committed or none of it, so a process killed at any moment
+leaves the store as it was after the last whole page.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects.sqlite import insert
+
+from engine.store.schema import (
+    CLIP_IMAGE_SPACE,
+    CLIP_TEXT_SPACE,
+    TEXT_SPACE,
+    chunks,
+    document_images,
+    documents,
+    embeddings,
+    images,
+    sources,
+    topic_documents,
+    topics,
+)
+from engine.store.store import Store
+from indexer.chunk import Chunk
+from indexer.extract import ExtractedPage, ImageRef
+from indexer.images import ImageData
+from indexer.sources import PageInput
+
+
+@dataclass
+class EmbeddedPage:
+    """A page ready to write: everything computed, nothing stored yet."""
+
+    page: PageInput
+    canonical_url: str
+    raw_hash: str
+    content_hash: str
+    extracted: ExtractedPage
+    chunks: list[Chunk]
+    text_vectors: np.ndarray
+    clip_text_vectors: np.ndarray | None
+    images: list[tuple[ImageRef, ImageData]]
+    # CLIP vectors of this page's images by content hash (only those newly embedded).
+    image_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    topic_scores: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class WriteOutcome:
+    page: str  # added | updated | duplicate
+    chunks_added: int = 0
+    images_added: int = 0
+    images_linked: int = 0  # already stored, now also linked to this page
+
+
+def ensure_topics(store: Store, names: list[str]) -> dict[str, int]:
+    """Ids of ``names``, creating the missing topics."""
+    now = time.time()
+    with store.transaction() as conn:
+        for name in names:
+            conn.execute(insert(topics).values(name=name, created_at=now).on_conflict_do_nothing())
+        rows = conn.execute(select(topics.c.name, topics.c.id).where(topics.c.name.in_(names)))
+        return {name: topic_id for name, topic_id in rows}
+
+
+def known_source(conn: Connection, canonical_url: str) -> tuple[str | None, int | None] | None:
+    """(raw_hash, document_id) of a stored source, or None if new."""
+    row = conn.execute(
+        select(sources.c.raw_hash, sources.c.document_id).where(sources.c.canonical_url == canonical_url)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutcome:
+    """Store ``item`` inside the caller's transaction."""
+    now = time.time()
+    existing = conn.execute(
+        select(documents.c.id).where(documents.c.content_hash == item.content_hash)
+    ).scalar()
+    previous = conn.execute(
+        select(sources.c.document_id).where(sources.c.canonical_url == item.canonical_url)
+    ).first()
+    if existing is not None:
+        _upsert_source(conn, item, existing, now)
+        put_topic_scores(conn, existing, item.topic_scores, now)
+        if previous is not None and previous[0] not in (None, existing):
+            _drop_if_unreferenced(store, conn, previous[0])
+        return WriteOutcome("duplicate")
+
+    doc_id = conn.execute(
+        insert(documents).values(
+            content_hash=item.content_hash,
+            title=item.extracted.title,
+            author=item.extracted.author,
+            published=item.extracted.published,
+            language=item.extracted.language,
+            text=item.extracted.text,
+            created_at=now,
+        )
+    ).inserted_primary_key[0]
+    _upsert_source(conn, item, doc_id, now)
+    if previous is not None and previous[0] is not None:
+        _drop_if_unreferenced(store, conn, previous[0])
+
+    chunk_ids = [
+        conn.execute(
+            insert(chunks).values(
+                document_id=doc_id,
+                position=n,
+                text=c.text,
+                start_char=c.start,
+                end_char=c.end,
+                n_tokens=c.n_tokens,
+            )
+        ).inserted_primary_key[0]
+        for n, c in enumerate(item.chunks)
+    ]
+    store.put_vectors(conn, TEXT_SPACE, chunk_ids, item.text_vectors)
+    if item.clip_text_vectors is not None:
+        store.put_vectors(conn, CLIP_TEXT_SPACE, chunk_ids, item.clip_text_vectors)
+
+    outcome = WriteOutcome("updated" if previous is not None else "added", chunks_added=len(chunk_ids))
+    starts = [c.start for c in item.chunks]
+    for ref, data in item.images:
+        image_id, is_new = _image_row(store, conn, data, now)
+        if is_new:
+            outcome.images_added += 1
+        else:
+            outcome.images_linked += 1
+        vector = item.image_vectors.get(data.content_hash)
+        if vector is not None and (is_new or not _has_vector(conn, CLIP_IMAGE_SPACE, image_id)):
+            store.put_vectors(conn, CLIP_IMAGE_SPACE, [image_id], vector[None, :])
+        near = max(0, bisect.bisect_right(starts, ref.char_offset) - 1)
+        conn.execute(
+            insert(document_images)
+            .values(
+                document_id=doc_id,
+                image_id=image_id,
+                chunk_id=chunk_ids[near] if chunk_ids else None,
+                src_url=ref.url,
+                alt=ref.alt,
+                caption=ref.caption,
+                context=ref.context,
+            )
+            .on_conflict_do_nothing()
+        )
+    put_topic_scores(conn, doc_id, item.topic_scores, now)
+    return outcome
+
+
+def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float) -> None:
+    values = {
+        "url": item.page.url,
+        "origin": item.page.origin,
+        "document_id": doc_id,
+        "raw_hash": item.raw_hash,
+        "fetched_at": item.page.fetched_at,
+        "http_status": item.page.http_status,
+        "content_type": item.page.content_type,
+        "etag": item.page.headers.get("etag"),
+        "last_modified": item.page.headers.get("last-modified"),
+        "updated_at": now,
+    }
+    stmt = insert(sources).values(canonical_url=item.canonical_url, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[sources.c.canonical_url], set_=values))
+
+
+def mark_unchanged(conn: Connection, canonical_url: str, raw_hash: str) -> None:
+    conn.execute(
+        update(sources)
+        .where(sources.c.canonical_url == canonical_url)
+        .values(raw_hash=raw_hash, updated_at=time.time())
+    )
+
+
+def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> tuple[int, bool]:
+    found = conn.execute(select(images.c.id).where(images.c.content_hash == data.content_hash)).scalar()
+    if found is not None:
+        return found, False
+    relpath = store.image_relpath(data.content_hash, data.format)
+    # The file goes first: a crash before commit leaves only an unreferenced file,
+    # which `engine check` reports, never a row pointing at nothing.
+    store.write_image_file(relpath, data.data)
+    image_id = conn.execute(
+        insert(images).values(
+            content_hash=data.content_hash,
+            width=data.width,
+            height=data.height,
+            format=data.format,
+            byte_size=len(data.data),
+            path=relpath,
+            created_at=now,
+        )
+    ).inserted_primary_key[0]
+    return image_id, True
+
+
+def _has_vector(conn: Connection, space: str, item_id: int) -> bool:
+    query = select(embeddings.c.item_id).where(embeddings.c.space == space, embeddings.c.item_id == item_id)
+    return conn.execute(query).first() is not None
+
+
+def put_topic_scores(conn: Connection, doc_id: int, scores: dict[int, float], now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    for topic_id, score in scores.items():
+        stmt = insert(topic_documents).values(topic_id=topic_id, document_id=doc_id, score=float(score), created_at=now)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[topic_documents.c.topic_id, topic_documents.c.document_id],
+                set_={"score": float(score)},
+            )
+        )
+
+
+def _drop_if_unreferenced(store: Store, conn: Connection, doc_id: int) -> None:
+    """Delete a replaced document (and its vectors) once no source points at it."""
+    still_used = conn.execute(select(sources.c.id).where(sources.c.document_id == doc_id)).first()
+    if still_used is not None:
+        return
+    chunk_ids = list(conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id)).scalars())
+    store.delete_vectors(conn, TEXT_SPACE, chunk_ids)
+    store.delete_vectors(conn, CLIP_TEXT_SPACE, chunk_ids)
+    conn.execute(delete(documents).where(documents.c.id == doc_id))

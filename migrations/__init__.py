@@ -1,0 +1,1 @@
+"""Alembic migrations of the engine's SQLite store (see engine/store/database.py)."""
