@@ -34,11 +34,20 @@ class KnowledgeBase:
             print(kb.ask("how is coffee roasted?").summary)
     """
 
-    def __init__(self, config: Config | None = None):
+    def __init__(
+        self,
+        config: Config | None = None,
+        text_encoder: TextEncoder | None = None,
+        clip_encoder: ClipEncoder | None = None,
+    ):
+        """Encoders may be passed in to share one loaded model between knowledge bases."""
         self.config = config or Config.load()
         # Things a user should hear once (e.g. "CLIP weights missing"); the CLI prints them.
         self.notices: list[str] = []
         self._clip_failed: str | None = None
+        self._clip = clip_encoder
+        if text_encoder is not None:
+            self.__dict__["text_encoder"] = text_encoder
 
     def __enter__(self) -> "KnowledgeBase":
         return self
@@ -64,8 +73,7 @@ class KnowledgeBase:
         """The CLIP encoder if its weights can be had; else None, with a notice given once."""
         if not self.config.clip.enabled or self._clip_failed:
             return None
-        encoder = self.__dict__.get("_clip")
-        if encoder is None:
+        if self._clip is None:
             encoder = ClipEncoder(self.config.clip)
             try:
                 encoder.load()
@@ -76,8 +84,8 @@ class KnowledgeBase:
                     f"(run `engine reindex --images` once weights are configured): {exc}"
                 )
                 return None
-            self.__dict__["_clip"] = encoder
-        return encoder
+            self._clip = encoder
+        return self._clip
 
     # -- commands ----------------------------------------------------------------------------
 

@@ -70,6 +70,8 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
     text = "\n\n".join(paragraphs)
     if not text.strip():
         raise InputError(origin, "no main text found (empty or not an article page)")
+    if _only_link_text(html, text):  # favor_recall keeps a lone menu as if it were content
+        raise InputError(origin, "no main text found (only navigation links)")
 
     starts, offset = [], 0
     for paragraph in paragraphs:
@@ -114,6 +116,22 @@ def _refuse_binary(html: bytes, origin: str) -> None:
         raise InputError(origin, "not HTML: the file holds binary data")
     if not html.strip():
         raise InputError(origin, "empty page")
+
+
+def _only_link_text(html: bytes, text: str) -> bool:
+    """True when every word of ``text`` is the text of some link: a menu, not an article."""
+    import re
+
+    import lxml.html
+
+    try:
+        tree = lxml.html.fromstring(html)
+    except Exception:  # noqa: BLE001 - trafilatura parsed it; this check is a bonus
+        return False
+    link_words: set[str] = set()
+    for link in tree.iter("a"):
+        link_words.update(re.findall(r"\w+", link.text_content().lower()))
+    return set(re.findall(r"\w+", text.lower())) <= link_words
 
 
 def _is_top_level(element) -> bool:  # noqa: ANN001 - lxml element

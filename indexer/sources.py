@@ -140,6 +140,7 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
 
     pages: list[tuple[int, str, dict]] = []
     resources: dict[str, int] = {}
+    damaged: dict[str, str] = {}  # resource URL -> why its record cannot be used
     try:
         with open(path, "rb") as f:
             records = ArchiveIterator(f, arc2warc=True)
@@ -147,17 +148,29 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
                 if record.rec_type not in ("response", "resource"):
                     continue
                 uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-                offset = records.get_record_offset()
+                offset = records.get_record_offset()  # reads the record to its end
                 info = _record_info(record)
+                is_page = info["status"] in (None, 200) and info["content_type"].startswith(HTML_TYPES)
+                # warcio ends quietly at a cut: a record whose declared bytes are not all there
+                # would be stored as a partial page or image, so it is refused with its reason.
+                truncated = _truncation(record, uri)
+                if truncated:
+                    yield InputFailure("page" if is_page else "archive", f"{path}@{offset}", truncated)
+                    damaged.setdefault(_strip_fragment(uri), truncated)
+                    continue
                 resources.setdefault(_strip_fragment(uri), offset)
-                if info["status"] in (None, 200) and info["content_type"].startswith(HTML_TYPES):
+                if is_page:
                     pages.append((offset, uri, info))
     except Exception as exc:  # noqa: BLE001 - warcio raises many kinds on damaged files
-        yield InputFailure("archive", str(path), f"unreadable after {len(resources)} records: {exc}")
+        # warcio quotes the offending line whole: a binary file would make a huge reason.
+        yield InputFailure("archive", str(path), f"unreadable after {len(resources)} records: {str(exc)[:200]}")
 
     def resolve_in(page_url: str) -> Callable[[str], bytes | None]:
         def resolve(src: str) -> bytes | None:
-            offset = resources.get(_strip_fragment(urljoin(page_url, src)))
+            url = _strip_fragment(urljoin(page_url, src))
+            offset = resources.get(url)
+            if offset is None and url in damaged:
+                raise OSError(damaged[url])
             return None if offset is None else _payload(path, offset, limits.resource_bytes)
 
         return resolve
@@ -181,6 +194,16 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
             http_status=info["status"],
             content_type=info["content_type"],
         )
+
+
+def _truncation(record, uri: str) -> str | None:  # noqa: ANN001 - warcio ArcWarcRecord, read to its end
+    """Why a record read to its end is incomplete (the archive was cut in it), or None."""
+    if record.length is None:
+        return f"damaged archive record {uri}: its header has no Content-Length (the archive is cut there)"
+    missing = getattr(record.raw_stream, "limit", 0)
+    if missing > 0:
+        return f"truncated archive record {uri}: {missing} of its {record.length} bytes are missing"
+    return None
 
 
 def _record_info(record) -> dict:  # noqa: ANN001 - warcio ArcWarcRecord

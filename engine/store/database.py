@@ -63,5 +63,9 @@ def upgrade(engine: Engine, target: str = "head") -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        # pysqlite opens no transaction before DDL, so each CREATE would commit alone and
+        # a kill mid-migration would leave tables without a version row (unopenable store).
+        # One explicit transaction makes the migration all or nothing.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = conn
         command.upgrade(config, target)

@@ -67,6 +67,13 @@ class Store:
 
     def close(self) -> None:
         try:
+            if self._lock_fd is None and any(index.dirty for index in self._indexes.values()):
+                # A reader that repaired a stale cache (e.g. after a killed run) keeps the
+                # repair, but only under the write lock, so it never races a writer's save.
+                try:
+                    self.acquire_write_lock()
+                except (StoreError, OSError):
+                    pass  # a writer is busy (it saves its own), or the store is read-only
             if self._lock_fd is not None:
                 self.save_indexes()
         finally:

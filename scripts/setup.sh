@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the engine and its test tools into ./.venv (idempotent; sourced by demo.sh and test.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch first, pinned: these builds are the ones that work offline with open_clip here;
+# an unpinned resolve would pull a multi-GB build from the network.
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"

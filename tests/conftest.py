@@ -1,0 +1,95 @@
+"""Shared fixtures: temporary stores, the real text model, random-weight CLIP, test data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.config import ClipConfig, Config, IndexConfig, StoreConfig
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_MODELS = REPO.parent / "shared" / "models"
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch, tmp_path_factory):
+    """No test reads the developer's own config file or ENGINE_* settings."""
+    for name in list(os.environ):
+        if name.startswith("ENGINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ENGINE_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-config.toml"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared test data not found at {SHARED_DATA} (only on the project's machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    """The real all-MiniLM-L6-v2, loaded once for the whole session."""
+    from engine.encoders.text import TextEncoder
+
+    encoder = TextEncoder("all-MiniLM-L6-v2")
+    assert encoder.model is not None  # load now, once
+    return encoder
+
+
+RANDOM_CLIP = ClipConfig(model="ViT-B-32", pretrained="", random_weights=True, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def clip_encoder():
+    """open_clip ViT-B-32 with random weights (seeded): real code path, no meaning."""
+    from engine.encoders.clip import ClipEncoder
+
+    encoder = ClipEncoder(RANDOM_CLIP)
+    encoder.load()
+    return encoder
+
+
+def make_config(root: Path, clip: ClipConfig | None = None, **index) -> Config:
+    return Config(
+        store=StoreConfig(path=root / "store"),
+        clip=clip or ClipConfig(enabled=False),
+        index=IndexConfig(**index),
+    )
+
+
+@pytest.fixture
+def kb(tmp_path, text_encoder):
+    """A knowledge base in a temporary store, CLIP off."""
+    from engine.kb import KnowledgeBase
+
+    with KnowledgeBase(make_config(tmp_path), text_encoder=text_encoder) as base:
+        yield base
+
+
+@pytest.fixture
+def kb_clip(tmp_path, text_encoder, clip_encoder):
+    """A knowledge base in a temporary store with random-weight CLIP."""
+    from engine.kb import KnowledgeBase
+
+    with KnowledgeBase(make_config(tmp_path, RANDOM_CLIP), text_encoder=text_encoder, clip_encoder=clip_encoder) as base:
+        yield base
+
+
+@pytest.fixture
+def pages_copy(tmp_path, examples_dir) -> Path:
+    """A writable copy of the example pages."""
+    target = tmp_path / "pages"
+    shutil.copytree(examples_dir / "pages", target)
+    return target

@@ -1,0 +1,237 @@
+"""WARC/ARC ingestion end to end: pages and the images they show, from the same archive."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.store.schema import chunks, document_images, documents, embeddings, images, sources
+
+POST_BLACKOUT = Path("webarchive-test-corpus/wikipedia-sopa-blackout-2012/wikipedia-post-blackout")
+SMALL = Path("webarchive-test-corpus/small-arcs-and-warcs")
+TRUNCATED = [
+    "IAH-20080430204825-00000-blackbook-truncated.arc",
+    "IAH-20080430204825-00000-blackbook-truncated.arc.gz",
+    "IAH-20080430204825-00000-blackbook-truncated.warc",
+    "IAH-20080430204825-00000-blackbook-truncated.warc.gz",
+]
+
+
+def counts(kb) -> dict[str, int]:
+    with kb.store.reading() as conn:
+        return {
+            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for name, table in {
+                "documents": documents,
+                "sources": sources,
+                "chunks": chunks,
+                "images": images,
+                "links": document_images,
+                "embeddings": embeddings,
+            }.items()
+        }
+
+
+def records(path: Path) -> list[dict]:
+    """The response/resource records of an archive, read independently with warcio."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    found = []
+    with open(path, "rb") as f:
+        iterator = ArchiveIterator(f, arc2warc=True)
+        for record in iterator:
+            if record.rec_type not in ("response", "resource"):
+                continue
+            payload = record.content_stream().read()
+            found.append(
+                {
+                    "uri": record.rec_headers.get_header("WARC-Target-URI"),
+                    "date": datetime.fromisoformat(record.rec_headers.get_header("WARC-Date").replace("Z", "+00:00")).timestamp(),
+                    "offset": iterator.get_record_offset(),
+                    "length": iterator.get_record_length(),
+                    "sha256": hashlib.sha256(payload).hexdigest(),
+                }
+            )
+    return found
+
+
+def stored_sources(kb) -> dict[str, dict]:
+    with kb.store.reading() as conn:
+        rows = conn.execute(
+            select(sources.c.url, sources.c.origin, sources.c.fetched_at, sources.c.http_status, sources.c.content_type, documents.c.title)
+            .join(documents, documents.c.id == sources.c.document_id)
+        ).mappings()
+        return {row["url"]: dict(row) for row in rows}
+
+
+def stored_images(kb) -> list[dict]:
+    with kb.store.reading() as conn:
+        rows = conn.execute(
+            select(sources.c.url.label("page"), document_images.c.src_url, document_images.c.alt, images.c.content_hash, images.c.path)
+            .join(images, images.c.id == document_images.c.image_id)
+            .join(sources, sources.c.document_id == document_images.c.document_id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+# -- real archives (../shared) -----------------------------------------------------------------
+
+
+def test_wikipedia_archives_store_pages_and_their_images_from_the_archive(kb, shared_data):
+    archives = [shared_data / POST_BLACKOUT / "post-blackout.warc.gz", shared_data / POST_BLACKOUT / "main-page.warc.gz"]
+    in_archive = {path: {r["uri"]: r for r in records(path)} for path in archives}
+
+    report = kb.index(["wikipedia", "internet censorship"], archives)
+
+    assert report.pages["added"] == 2 and report.pages["failed"] == 0
+    stored = stored_sources(kb)
+    assert set(stored) == {"http://wikimediafoundation.org/wiki/SOPA/Blackoutpage", "http://en.wikipedia.org/wiki/Main_Page"}
+    for path in archives:
+        for url, source in stored.items():
+            record = in_archive[path].get(url)
+            if record is None:
+                continue
+            # Stored under its archive URL, read from its record, dated by its WARC-Date.
+            assert source["origin"] == f"{path}@{record['offset']}"
+            assert source["fetched_at"] == record["date"]
+            assert source["http_status"] == 200 and source["content_type"].startswith("text/html")
+    assert stored["http://en.wikipedia.org/wiki/Main_Page"]["fetched_at"] == datetime.fromisoformat("2012-01-19T10:02:03+00:00").timestamp()
+    assert stored["http://en.wikipedia.org/wiki/Main_Page"]["title"] == "Main Page"
+
+    # The Main Page's content images come from the same archive, byte for byte.
+    main_page = in_archive[archives[1]]
+    shown = [i for i in stored_images(kb) if i["page"] == "http://en.wikipedia.org/wiki/Main_Page"]
+    assert len(shown) >= 5
+    assert report.images["added"] == len(shown)
+    for image in shown:
+        assert image["src_url"].startswith("http://upload.wikimedia.org/")
+        assert image["src_url"] in main_page
+        assert image["content_hash"] == main_page[image["src_url"]]["sha256"]
+        assert (kb.config.store.path / image["path"]).read_bytes()
+    assert any("Nick Drake" in (i["alt"] or "") for i in shown)
+    # What was refused are the logos too small to be pictures, each with its reason.
+    assert report.images["failed"] == len(report.failures) > 0
+    assert all("smaller than 32 px" in f.reason and archives[1].name in f.origin for f in report.failures)
+
+    before = counts(kb)
+    again = kb.index(["wikipedia", "internet censorship"], archives)
+    assert again.pages["unchanged"] == 2 and again.pages["added"] == 0 and again.pages["failed"] == 0
+    assert counts(kb) == before
+
+
+@pytest.mark.parametrize("name", TRUNCATED)
+def test_truncated_small_archives_index_what_they_hold(kb, shared_data, name):
+    path = shared_data / SMALL / name
+    report = kb.index(["internet archive"], [path])
+
+    assert not report.interrupted
+    assert report.pages["added"] == 2 and report.pages["failed"] == 0
+    stored = stored_sources(kb)
+    assert set(stored) == {"http://www.archive.org/", "http://www.archive.org/index.php"}
+    assert stored["http://www.archive.org/index.php"]["title"] == "Institutional Support"
+    assert stored["http://www.archive.org/index.php"]["fetched_at"] == datetime.fromisoformat("2008-04-30T20:48:26+00:00").timestamp()
+    assert all(s["origin"].startswith(f"{path}@") for s in stored.values())
+    # The page's pictures are mostly not in these few records; each miss is said, none crashes.
+    assert report.images["failed"] == len(report.failures) > 0
+    reasons = {f.reason for f in report.failures}
+    assert reasons <= {"not found in the input", "14x12 is smaller than 32 px (an icon or spacer)"}
+
+
+@pytest.mark.parametrize("name", TRUNCATED)
+def test_an_archive_cut_inside_a_page_record_keeps_what_comes_before(kb, shared_data, tmp_path, name):
+    source = shared_data / SMALL / name
+    page = next(r for r in records(source) if r["uri"] == "http://www.archive.org/index.php")
+    cut = tmp_path / name
+    cut.write_bytes(source.read_bytes()[: page["offset"] + page["length"] // 2])
+
+    report = kb.index(["internet archive"], [cut])
+
+    assert report.pages["added"] == 1 and report.pages["failed"] == 1
+    assert set(stored_sources(kb)) == {"http://www.archive.org/"}
+    damaged = [f for f in report.failures if f.kind == "page"]
+    assert len(damaged) == 1
+    assert damaged[0].origin == f"{cut}@{page['offset']}"
+    assert damaged[0].reason.startswith("truncated archive record http://www.archive.org/index.php:")
+    assert "bytes are missing" in damaged[0].reason
+
+
+def test_a_binary_file_named_like_an_archive_is_a_failure_not_a_crash(kb, shared_data, tmp_path):
+    good = shared_data / SMALL / TRUNCATED[3]
+    fake = tmp_path / "photo.warc.gz"
+    fake.write_bytes(gzip.compress(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40))
+    report = kb.index(["internet archive"], [fake, good])
+
+    assert report.pages["added"] == 2 and report.pages["failed"] == 1
+    [failure] = [f for f in report.failures if f.kind == "archive"]
+    assert failure.origin == str(fake) and failure.reason.startswith("unreadable after 0 records")
+
+
+# -- a WARC made here ------------------------------------------------------------------------
+
+
+def write_warc(path: Path, examples_dir: Path) -> dict:
+    """A gzipped WARC as a crawler writes it: the page (gzip-encoded), its photo, a 404 page."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    page_url = "http://example.org/coffee/how-coffee-is-roasted.html"
+    photo_url = "http://example.org/coffee/coffee-roasting_files/coffee.jpg"
+    html = (examples_dir / "pages" / "coffee-roasting.html").read_bytes()
+    photo = (examples_dir / "pages" / "coffee-roasting_files" / "coffee.jpg").read_bytes()
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+
+        def response(url: str, body: bytes, content_type: str, date: str, status: str = "200 OK", extra=()) -> None:
+            headers = StatusAndHeaders(status, [("Content-Type", content_type), *extra], protocol="HTTP/1.1")
+            record = writer.create_warc_record(
+                url, "response", payload=io.BytesIO(body), http_headers=headers, warc_headers_dict={"WARC-Date": date}
+            )
+            writer.write_record(record)
+
+        response(page_url, gzip.compress(html), "text/html; charset=utf-8", "2023-05-01T12:00:00Z", extra=[("Content-Encoding", "gzip")])
+        response(photo_url, photo, "image/jpeg", "2023-05-01T12:00:01Z")
+        response("http://example.org/missing.html", b"<html><body><p>Not found here.</p></body></html>", "text/html", "2023-05-01T12:00:02Z", "404 Not Found")
+    return {"page_url": page_url, "photo_url": photo_url, "photo_hash": hashlib.sha256(photo).hexdigest(), "photo": photo}
+
+
+def test_a_warc_written_here_links_the_page_and_its_photo(kb, tmp_path, examples_dir):
+    archive = tmp_path / "crawl.warc.gz"
+    made = write_warc(archive, examples_dir)
+
+    report = kb.index(["coffee"], [archive])
+
+    assert report.pages["added"] == 1 and report.pages["failed"] == 0  # the 404 page is not a page
+    assert report.images["added"] == 1 and report.images["failed"] == 0
+    stored = stored_sources(kb)
+    assert set(stored) == {made["page_url"]}
+    page = stored[made["page_url"]]
+    assert page["title"] == "How coffee is roasted"
+    assert page["fetched_at"] == datetime.fromisoformat("2023-05-01T12:00:00+00:00").timestamp()
+    assert page["origin"].startswith(f"{archive}@")
+    [image] = stored_images(kb)
+    assert image["page"] == made["page_url"] and image["src_url"] == made["photo_url"]
+    assert image["content_hash"] == made["photo_hash"]
+    assert "espresso cup" in image["alt"]
+    assert (kb.config.store.path / image["path"]).read_bytes() == made["photo"]
+
+    result = kb.ask("how is coffee roasted", max_images=1)
+    assert [s.url for s in result.sources] == [made["page_url"]]
+    assert result.images and result.images[0].src_url == made["photo_url"]
+
+    before = counts(kb)
+    again = kb.index(["coffee"], [archive])
+    assert again.pages["unchanged"] == 1 and counts(kb) == before
+
+    # The same page saved as files and archived: one document, the photo stored once.
+    (tmp_path / "saved").mkdir()
+    shutil.copy(examples_dir / "pages" / "coffee-roasting.html", tmp_path / "saved")
+    shutil.copytree(examples_dir / "pages" / "coffee-roasting_files", tmp_path / "saved" / "coffee-roasting_files")
+    kb.index(["coffee"], [tmp_path / "saved"])
+    assert counts(kb)["documents"] == 1 and counts(kb)["images"] == 1
