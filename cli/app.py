@@ -28,7 +28,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the store's database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
 
 class Format(str, Enum):

@@ -22,7 +22,9 @@ def _hermetic_env(monkeypatch, tmp_path_factory):
     for name in list(os.environ):
         if name.startswith("ENGINE_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("ENGINE_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-config.toml"))
+    empty = tmp_path_factory.getbasetemp() / "empty-config.toml"
+    empty.touch()
+    monkeypatch.setenv("ENGINE_CONFIG", str(empty))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

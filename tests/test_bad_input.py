@@ -38,7 +38,10 @@ def png(width: int, height: int, noise: bool = False, padding: int = 0) -> bytes
     """A real PNG; ``noise`` makes every one unique, ``padding`` adds a text chunk of that size."""
     from PIL.PngImagePlugin import PngInfo
 
-    image = Image.effect_noise((width, height), 60).convert("RGB") if noise else Image.new("RGB", (width, height), (40, 90, 160))
+    if noise:
+        image = Image.effect_noise((width, height), 60).convert("RGB")
+    else:
+        image = Image.new("RGB", (width, height), (40, 90, 160))
     info = PngInfo()
     if padding:
         info.add_text("padding", "x" * padding)
@@ -164,7 +167,8 @@ def bad_inputs(tmp_path, examples_dir) -> dict:
 
     coffee = (examples_dir / "pages" / "coffee-roasting_files" / "coffee.jpg").read_bytes()
     page_with("truncated-photo", "Broken photo", {"photo.jpg": coffee[: len(coffee) // 2]})
-    page_with("huge-image", "Huge picture", {"huge.png": png_claiming(8000, 8000), "bomb.png": png_claiming(100_000, 100_000)})
+    huge = {"huge.png": png_claiming(8000, 8000), "bomb.png": png_claiming(100_000, 100_000)}
+    page_with("huge-image", "Huge picture", huge)
     page_with("tracking", "Tracking pixel", {"pixel.gif": gif_1x1()})
     page_with("fake-image", "Fake picture", {"photo.jpg": b"<!DOCTYPE html><html><body>Not found</body></html>"})
     good_image = png(200, 150, noise=True)
@@ -184,9 +188,10 @@ def bad_inputs(tmp_path, examples_dir) -> dict:
     writer = WARCWriter(out, gzip=False)
     html = article("Archived page")
     headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-    writer.write_record(
-        writer.create_warc_record("http://example.com/archived.html", "response", payload=io.BytesIO(html), http_headers=headers)
+    record = writer.create_warc_record(
+        "http://example.com/archived.html", "response", payload=io.BytesIO(html), http_headers=headers
     )
+    writer.write_record(record)
     (bad / "cut.warc").write_bytes(out.getvalue()[:-300])
 
     (tmp_path / "notes.txt").write_text("given by name, with an extension the indexer does not read")
@@ -297,7 +302,7 @@ def test_limits_come_from_the_config(tmp_path, text_encoder, pages_copy, example
     (files / "small.png").write_bytes(png(80, 80))  # 6,400 pixels: under the limit
     (files / "wide.png").write_bytes(png(200, 100))  # 20,000 pixels
     (files / "heavy.png").write_bytes(png(90, 90, padding=60_000))  # few pixels, many bytes
-    figures = figure("page_files/small.png", "small") + figure("page_files/wide.png", "wide") + figure("page_files/heavy.png", "heavy")
+    figures = "".join(figure(f"page_files/{name}.png", name) for name in ("small", "wide", "heavy"))
     (folder / "page.html").write_bytes(article("Limits page", figures))
     (folder / "long.html").write_bytes(article("Long page", paragraphs=200))
     assert len((folder / "long.html").read_bytes()) > 30_000
@@ -308,7 +313,8 @@ def test_limits_come_from_the_config(tmp_path, text_encoder, pages_copy, example
         before = counts(kb)
         report = kb.index(["limits"], [folder])
 
-        assert reason_for(report, "long.html") == f"{len((folder / 'long.html').read_bytes())} bytes is over the 30000-byte page limit"
+        size = len((folder / "long.html").read_bytes())
+        assert reason_for(report, "long.html") == f"{size} bytes is over the 30000-byte page limit"
         assert reason_for(report, "wide.png") == "200x100 is over the 10000-pixel limit"
         assert reason_for(report, "heavy.png") == "over the 50000-byte image limit"
         assert report.pages["added"] == 1 and report.pages["failed"] == 1

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from engine.store.schema import chunks, document_images, documents, embeddings, images, sources
 
+MAIN_PAGE = "http://en.wikipedia.org/wiki/Main_Page"
 POST_BLACKOUT = Path("webarchive-test-corpus/wikipedia-sopa-blackout-2012/wikipedia-post-blackout")
 SMALL = Path("webarchive-test-corpus/small-arcs-and-warcs")
 TRUNCATED = [
@@ -39,6 +40,10 @@ def counts(kb) -> dict[str, int]:
         }
 
 
+def timestamp(warc_date: str) -> float:
+    return datetime.fromisoformat(warc_date.replace("Z", "+00:00")).timestamp()
+
+
 def records(path: Path) -> list[dict]:
     """The response/resource records of an archive, read independently with warcio."""
     from warcio.archiveiterator import ArchiveIterator
@@ -53,7 +58,7 @@ def records(path: Path) -> list[dict]:
             found.append(
                 {
                     "uri": record.rec_headers.get_header("WARC-Target-URI"),
-                    "date": datetime.fromisoformat(record.rec_headers.get_header("WARC-Date").replace("Z", "+00:00")).timestamp(),
+                    "date": timestamp(record.rec_headers.get_header("WARC-Date")),
                     "offset": iterator.get_record_offset(),
                     "length": iterator.get_record_length(),
                     "sha256": hashlib.sha256(payload).hexdigest(),
@@ -65,8 +70,14 @@ def records(path: Path) -> list[dict]:
 def stored_sources(kb) -> dict[str, dict]:
     with kb.store.reading() as conn:
         rows = conn.execute(
-            select(sources.c.url, sources.c.origin, sources.c.fetched_at, sources.c.http_status, sources.c.content_type, documents.c.title)
-            .join(documents, documents.c.id == sources.c.document_id)
+            select(
+                sources.c.url,
+                sources.c.origin,
+                sources.c.fetched_at,
+                sources.c.http_status,
+                sources.c.content_type,
+                documents.c.title,
+            ).join(documents, documents.c.id == sources.c.document_id)
         ).mappings()
         return {row["url"]: dict(row) for row in rows}
 
@@ -74,7 +85,13 @@ def stored_sources(kb) -> dict[str, dict]:
 def stored_images(kb) -> list[dict]:
     with kb.store.reading() as conn:
         rows = conn.execute(
-            select(sources.c.url.label("page"), document_images.c.src_url, document_images.c.alt, images.c.content_hash, images.c.path)
+            select(
+                sources.c.url.label("page"),
+                document_images.c.src_url,
+                document_images.c.alt,
+                images.c.content_hash,
+                images.c.path,
+            )
             .join(images, images.c.id == document_images.c.image_id)
             .join(sources, sources.c.document_id == document_images.c.document_id)
         ).mappings()
@@ -85,14 +102,14 @@ def stored_images(kb) -> list[dict]:
 
 
 def test_wikipedia_archives_store_pages_and_their_images_from_the_archive(kb, shared_data):
-    archives = [shared_data / POST_BLACKOUT / "post-blackout.warc.gz", shared_data / POST_BLACKOUT / "main-page.warc.gz"]
+    archives = [shared_data / POST_BLACKOUT / name for name in ("post-blackout.warc.gz", "main-page.warc.gz")]
     in_archive = {path: {r["uri"]: r for r in records(path)} for path in archives}
 
     report = kb.index(["wikipedia", "internet censorship"], archives)
 
     assert report.pages["added"] == 2 and report.pages["failed"] == 0
     stored = stored_sources(kb)
-    assert set(stored) == {"http://wikimediafoundation.org/wiki/SOPA/Blackoutpage", "http://en.wikipedia.org/wiki/Main_Page"}
+    assert set(stored) == {MAIN_PAGE, "http://wikimediafoundation.org/wiki/SOPA/Blackoutpage"}
     for path in archives:
         for url, source in stored.items():
             record = in_archive[path].get(url)
@@ -102,12 +119,12 @@ def test_wikipedia_archives_store_pages_and_their_images_from_the_archive(kb, sh
             assert source["origin"] == f"{path}@{record['offset']}"
             assert source["fetched_at"] == record["date"]
             assert source["http_status"] == 200 and source["content_type"].startswith("text/html")
-    assert stored["http://en.wikipedia.org/wiki/Main_Page"]["fetched_at"] == datetime.fromisoformat("2012-01-19T10:02:03+00:00").timestamp()
-    assert stored["http://en.wikipedia.org/wiki/Main_Page"]["title"] == "Main Page"
+    assert stored[MAIN_PAGE]["fetched_at"] == timestamp("2012-01-19T10:02:03Z")
+    assert stored[MAIN_PAGE]["title"] == "Main Page"
 
     # The Main Page's content images come from the same archive, byte for byte.
     main_page = in_archive[archives[1]]
-    shown = [i for i in stored_images(kb) if i["page"] == "http://en.wikipedia.org/wiki/Main_Page"]
+    shown = [i for i in stored_images(kb) if i["page"] == MAIN_PAGE]
     assert len(shown) >= 5
     assert report.images["added"] == len(shown)
     for image in shown:
@@ -136,7 +153,7 @@ def test_truncated_small_archives_index_what_they_hold(kb, shared_data, name):
     stored = stored_sources(kb)
     assert set(stored) == {"http://www.archive.org/", "http://www.archive.org/index.php"}
     assert stored["http://www.archive.org/index.php"]["title"] == "Institutional Support"
-    assert stored["http://www.archive.org/index.php"]["fetched_at"] == datetime.fromisoformat("2008-04-30T20:48:26+00:00").timestamp()
+    assert stored["http://www.archive.org/index.php"]["fetched_at"] == timestamp("2008-04-30T20:48:26Z")
     assert all(s["origin"].startswith(f"{path}@") for s in stored.values())
     # The page's pictures are mostly not in these few records; each miss is said, none crashes.
     assert report.images["failed"] == len(report.failures) > 0
@@ -188,17 +205,20 @@ def write_warc(path: Path, examples_dir: Path) -> dict:
     with open(path, "wb") as out:
         writer = WARCWriter(out, gzip=True)
 
-        def response(url: str, body: bytes, content_type: str, date: str, status: str = "200 OK", extra=()) -> None:
-            headers = StatusAndHeaders(status, [("Content-Type", content_type), *extra], protocol="HTTP/1.1")
+        def response(url: str, body: bytes, date: str, status: str = "200 OK", **fields: str) -> None:
+            named = {"Content-Type": "text/html; charset=utf-8", **{k.replace("_", "-"): v for k, v in fields.items()}}
+            headers = StatusAndHeaders(status, list(named.items()), protocol="HTTP/1.1")
             record = writer.create_warc_record(
                 url, "response", payload=io.BytesIO(body), http_headers=headers, warc_headers_dict={"WARC-Date": date}
             )
             writer.write_record(record)
 
-        response(page_url, gzip.compress(html), "text/html; charset=utf-8", "2023-05-01T12:00:00Z", extra=[("Content-Encoding", "gzip")])
-        response(photo_url, photo, "image/jpeg", "2023-05-01T12:00:01Z")
-        response("http://example.org/missing.html", b"<html><body><p>Not found here.</p></body></html>", "text/html", "2023-05-01T12:00:02Z", "404 Not Found")
-    return {"page_url": page_url, "photo_url": photo_url, "photo_hash": hashlib.sha256(photo).hexdigest(), "photo": photo}
+        response(page_url, gzip.compress(html), "2023-05-01T12:00:00Z", Content_Encoding="gzip")
+        response(photo_url, photo, "2023-05-01T12:00:01Z", Content_Type="image/jpeg")
+        missing = b"<html><body><p>Not found here.</p></body></html>"
+        response("http://example.org/missing.html", missing, "2023-05-01T12:00:02Z", "404 Not Found")
+    photo_hash = hashlib.sha256(photo).hexdigest()
+    return {"page_url": page_url, "photo_url": photo_url, "photo": photo, "photo_hash": photo_hash}
 
 
 def test_a_warc_written_here_links_the_page_and_its_photo(kb, tmp_path, examples_dir):
@@ -213,7 +233,7 @@ def test_a_warc_written_here_links_the_page_and_its_photo(kb, tmp_path, examples
     assert set(stored) == {made["page_url"]}
     page = stored[made["page_url"]]
     assert page["title"] == "How coffee is roasted"
-    assert page["fetched_at"] == datetime.fromisoformat("2023-05-01T12:00:00+00:00").timestamp()
+    assert page["fetched_at"] == timestamp("2023-05-01T12:00:00Z")
     assert page["origin"].startswith(f"{archive}@")
     [image] = stored_images(kb)
     assert image["page"] == made["page_url"] and image["src_url"] == made["photo_url"]
