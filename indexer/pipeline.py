@@ -28,7 +28,7 @@ from engine.store.store import Store
 from indexer.embed import BatchEmbedder
 from indexer.prepare import PreparedPage, UnchangedPage, prepare
 from indexer.sources import InputFailure, Limits, count_pages, iter_inputs
-from indexer.write import known_source, mark_unchanged, put_topic_scores, write_page
+from indexer.write import known_source, put_topic_scores, write_page
 
 _DONE = object()
 SAVE_EVERY_SECONDS = 60.0

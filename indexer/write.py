@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects.sqlite import insert
 
 from engine.store.schema import (
@@ -54,7 +54,7 @@ class EmbeddedPage:
 
 @dataclass
 class WriteOutcome:
-    page: str  # added | updated | duplicate
+    page: str  # added | updated | duplicate | unchanged
     chunks_added: int = 0
     images_added: int = 0
     images_linked: int = 0  # already stored, now also linked to this page
@@ -90,7 +90,9 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
     if existing is not None:
         _upsert_source(conn, item, existing, now)
         put_topic_scores(conn, existing, item.topic_scores, now)
-        if previous is not None and previous[0] not in (None, existing):
+        if previous is not None and previous[0] == existing:
+            return WriteOutcome("unchanged")  # new bytes (ads, scripts), the same text
+        if previous is not None and previous[0] is not None:
             _drop_if_unreferenced(store, conn, previous[0])
         return WriteOutcome("duplicate")
 
@@ -170,14 +172,6 @@ def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float
     }
     stmt = insert(sources).values(canonical_url=item.canonical_url, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[sources.c.canonical_url], set_=values))
-
-
-def mark_unchanged(conn: Connection, canonical_url: str, raw_hash: str) -> None:
-    conn.execute(
-        update(sources)
-        .where(sources.c.canonical_url == canonical_url)
-        .values(raw_hash=raw_hash, updated_at=time.time())
-    )
 
 
 def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> tuple[int, bool]:

@@ -63,6 +63,28 @@ def clip_encoder():
     return encoder
 
 
+def store_counts(kb) -> dict[str, int]:
+    """Rows per table of ``kb``'s store, and text vectors: what "nothing lost, nothing added" compares."""
+    from sqlalchemy import func, select
+
+    from engine.store.schema import TEXT_SPACE, chunks, document_images, documents, embeddings, images, sources
+
+    tables = {
+        "documents": documents,
+        "sources": sources,
+        "chunks": chunks,
+        "images": images,
+        "links": document_images,
+        "embeddings": embeddings,
+    }
+    with kb.store.reading() as conn:
+        found = {name: conn.execute(select(func.count()).select_from(t)).scalar_one() for name, t in tables.items()}
+        found["text_vectors"] = conn.execute(
+            select(func.count()).select_from(embeddings).where(embeddings.c.space == TEXT_SPACE)
+        ).scalar_one()
+    return found
+
+
 def make_config(root: Path, clip: ClipConfig | None = None, **index) -> Config:
     return Config(
         store=StoreConfig(path=root / "store"),

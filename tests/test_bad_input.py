@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -19,17 +18,12 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from engine.store.schema import (
-    TEXT_SPACE,
-    chunks,
-    document_images,
     documents,
-    embeddings,
     failures,
     images,
     runs,
-    sources,
 )
-from tests.conftest import make_config
+from tests.conftest import make_config, store_counts
 
 # -- tiny data ---------------------------------------------------------------------------------
 
@@ -94,23 +88,6 @@ BOILERPLATE = b"""<!DOCTYPE html><html><head><title>Menu</title></head><body>
 # -- store inspection --------------------------------------------------------------------------
 
 
-def counts(kb) -> dict[str, int]:
-    with kb.store.reading() as conn:
-        found = {
-            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for name, table in {
-                "documents": documents,
-                "sources": sources,
-                "chunks": chunks,
-                "images": images,
-                "links": document_images,
-                "embeddings": embeddings,
-            }.items()
-        }
-        found["text_vectors"] = conn.execute(
-            select(func.count()).select_from(embeddings).where(embeddings.c.space == TEXT_SPACE)
-        ).scalar_one()
-    return found
 
 
 def stored_documents(kb) -> dict[int, str]:
@@ -207,7 +184,7 @@ def bad_inputs(tmp_path, examples_dir) -> dict:
 def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pages_copy, examples_dir, bad_inputs):
     first = kb.index(topics(examples_dir), [pages_copy])
     assert first.pages["added"] == 8 and first.pages["failed"] == 0
-    before = counts(kb)
+    before = store_counts(kb)
     documents_before = stored_documents(kb)
     assert before["text_vectors"] == before["chunks"] > 0
 
@@ -265,7 +242,7 @@ def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pag
     assert len(summary["failures"]) == 15
 
     # Nothing stored before is lost.
-    after = counts(kb)
+    after = store_counts(kb)
     assert set(documents_before.items()) <= set(stored_documents(kb).items())
     assert after["documents"] == before["documents"] + 6
     assert after["images"] == before["images"] + 1
@@ -278,7 +255,7 @@ def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pag
 
 def test_a_page_that_turns_bad_keeps_its_stored_version(kb, pages_copy, examples_dir):
     kb.index(topics(examples_dir), [pages_copy])
-    before = counts(kb)
+    before = store_counts(kb)
     (pages_copy / "coffee-roasting.html").write_bytes(b"")
     (pages_copy / "cat-behaviour.html").write_bytes(png(50, 50))
 
@@ -287,7 +264,7 @@ def test_a_page_that_turns_bad_keeps_its_stored_version(kb, pages_copy, examples
     assert report.pages["failed"] == 2 and report.pages["unchanged"] == 6
     assert reason_for(report, "coffee-roasting.html") == "empty page"
     assert reason_for(report, "cat-behaviour.html") == "not HTML: the file is a PNG image"
-    assert counts(kb) == before
+    assert store_counts(kb) == before
     result = kb.ask("how is coffee roasted", max_images=0)
     assert "How coffee is roasted" in {s.title for s in result.sources}
 
@@ -310,7 +287,7 @@ def test_limits_come_from_the_config(tmp_path, text_encoder, pages_copy, example
     config = make_config(tmp_path, max_image_pixels=10_000, max_image_bytes=50_000, max_page_bytes=30_000)
     with KnowledgeBase(config, text_encoder=text_encoder) as kb:
         kb.index(topics(examples_dir), [pages_copy])
-        before = counts(kb)
+        before = store_counts(kb)
         report = kb.index(["limits"], [folder])
 
         size = len((folder / "long.html").read_bytes())
@@ -319,7 +296,7 @@ def test_limits_come_from_the_config(tmp_path, text_encoder, pages_copy, example
         assert reason_for(report, "heavy.png") == "over the 50000-byte image limit"
         assert report.pages["added"] == 1 and report.pages["failed"] == 1
         assert report.images["added"] == 1 and report.images["failed"] == 2
-        assert counts(kb)["images"] == before["images"] + 1
+        assert store_counts(kb)["images"] == before["images"] + 1
         _, rows = failure_rows(kb)
         assert len(rows) == 3
 

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from engine.store.schema import chunks, document_images, documents, images, sources
+from engine.store.schema import document_images, documents
 
-
-def counts(kb) -> dict[str, int]:
-    with kb.store.reading() as conn:
-        return {
-            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for name, table in {
-                "documents": documents,
-                "sources": sources,
-                "chunks": chunks,
-                "images": images,
-                "links": document_images,
-            }.items()
-        }
+from tests.conftest import store_counts
 
 
 def topics(examples_dir: Path) -> list[str]:
@@ -31,7 +19,7 @@ def test_index_examples_stores_pages_chunks_and_shared_images_once(kb, examples_
     report = kb.index(topics(examples_dir), [examples_dir / "pages"])
 
     assert report.pages["added"] == 8 and report.pages["failed"] == 0
-    stored = counts(kb)
+    stored = store_counts(kb)
     assert stored["documents"] == 8 and stored["sources"] == 8
     assert stored["chunks"] == report.chunks_added > 8
     # coffee, cat and coin photos each appear on two pages: stored once, linked twice.
@@ -46,9 +34,9 @@ def test_index_examples_stores_pages_chunks_and_shared_images_once(kb, examples_
 
 def test_reindexing_the_same_input_adds_nothing(kb, examples_dir):
     kb.index(topics(examples_dir), [examples_dir / "pages"])
-    before = counts(kb)
+    before = store_counts(kb)
     again = kb.index(topics(examples_dir), [examples_dir / "pages"])
-    assert counts(kb) == before
+    assert store_counts(kb) == before
     assert again.pages["unchanged"] == 8 and again.pages["added"] == 0
 
 
@@ -63,3 +51,29 @@ def test_ask_cites_sources_and_shows_images_of_the_evidence(kb, examples_dir):
     assert "How coffee is roasted" in cited_titles  # real MiniLM semantics
     assert result.images and Path(result.images[0].path).exists()
     assert "espresso cup" in (result.images[0].alt or "")
+
+
+def test_changed_bytes_with_the_same_text_count_as_unchanged(kb, pages_copy, examples_dir):
+    kb.index(topics(examples_dir), [pages_copy])
+    before = store_counts(kb)
+    page = pages_copy / "coffee-roasting.html"
+    page.write_text(page.read_text().replace("</body>", "<script>var ad = 2;</script></body>"))
+    again = kb.index(topics(examples_dir), [pages_copy])
+    assert again.pages["unchanged"] == 8 and again.pages["added"] == 0
+    assert store_counts(kb) == before
+
+
+def test_a_page_whose_text_changed_replaces_its_old_version(kb, pages_copy, examples_dir):
+    kb.index(topics(examples_dir), [pages_copy])
+    before = store_counts(kb)
+    page = pages_copy / "coffee-roasting.html"
+    page.write_text(page.read_text().replace("smell of hay", "smell of fresh straw"))
+    again = kb.index(topics(examples_dir), [pages_copy])
+    assert again.pages["updated"] == 1
+    after = store_counts(kb)
+    assert after["documents"] == before["documents"] and after["sources"] == before["sources"]
+    assert after["chunks"] == after["text_vectors"]  # the old version's chunks and vectors are gone
+    with kb.store.reading() as conn:
+        texts = list(conn.execute(select(documents.c.text)).scalars())
+    assert any("fresh straw" in t for t in texts) and not any("smell of hay" in t for t in texts)
+    assert kb.check().ok

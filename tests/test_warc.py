@@ -10,9 +10,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from engine.store.schema import chunks, document_images, documents, embeddings, images, sources
+from engine.store.schema import document_images, documents, images, sources
+
+from tests.conftest import store_counts
 
 MAIN_PAGE = "http://en.wikipedia.org/wiki/Main_Page"
 INDEX_PHP = "http://www.archive.org/index.php"
@@ -27,19 +29,6 @@ TRUNCATED = [
 ]
 
 
-def counts(kb) -> dict[str, int]:
-    with kb.store.reading() as conn:
-        return {
-            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for name, table in {
-                "documents": documents,
-                "sources": sources,
-                "chunks": chunks,
-                "images": images,
-                "links": document_images,
-                "embeddings": embeddings,
-            }.items()
-        }
 
 
 def timestamp(warc_date: str) -> float:
@@ -139,10 +128,10 @@ def test_wikipedia_archives_store_pages_and_their_images_from_the_archive(kb, sh
     assert report.images["failed"] == len(report.failures) > 0
     assert all("smaller than 32 px" in f.reason and archives[1].name in f.origin for f in report.failures)
 
-    before = counts(kb)
+    before = store_counts(kb)
     again = kb.index(["wikipedia", "internet censorship"], archives)
     assert again.pages["unchanged"] == 2 and again.pages["added"] == 0 and again.pages["failed"] == 0
-    assert counts(kb) == before
+    assert store_counts(kb) == before
 
 
 @pytest.mark.parametrize("name", TRUNCATED)
@@ -253,13 +242,13 @@ def test_a_warc_written_here_links_the_page_and_its_photo(kb, tmp_path, examples
     assert [s.url for s in result.sources] == [made["page_url"]]
     assert result.images and result.images[0].src_url == made["photo_url"]
 
-    before = counts(kb)
+    before = store_counts(kb)
     again = kb.index(["coffee"], [archive])
-    assert again.pages["unchanged"] == 1 and counts(kb) == before
+    assert again.pages["unchanged"] == 1 and store_counts(kb) == before
 
     # The same page saved as files and archived: one document, the photo stored once.
     (tmp_path / "saved").mkdir()
     shutil.copy(examples_dir / "pages" / "coffee-roasting.html", tmp_path / "saved")
     shutil.copytree(examples_dir / "pages" / "coffee-roasting_files", tmp_path / "saved" / "coffee-roasting_files")
     kb.index(["coffee"], [tmp_path / "saved"])
-    assert counts(kb)["documents"] == 1 and counts(kb)["images"] == 1
+    assert store_counts(kb)["documents"] == 1 and store_counts(kb)["images"] == 1
