@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the store's database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-out = Console()
+out = Console(soft_wrap=True)  # never break a path or URL across lines
 err = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
 
