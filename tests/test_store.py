@@ -144,3 +144,17 @@ def test_index_files_are_replaced_atomically(tmp_path):
     leftovers = [p.name for p in (tmp_path / "index").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
     assert (tmp_path / "index" / "text.faiss.json").exists()
+
+
+def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_writer(tmp_path):
+    Store(tmp_path).close()
+    leftover = tmp_path / "images" / "ab" / "abcdef.jpeg.x1y2.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half an image")
+    kept = tmp_path / "images" / "ab" / "abcdef.jpeg"
+    kept.write_bytes(b"a whole image")
+    with Store(tmp_path) as reader:
+        assert leftover.exists()  # readers never delete anything
+    with Store(tmp_path) as writer:
+        writer.acquire_write_lock()
+        assert not leftover.exists() and kept.exists()

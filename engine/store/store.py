@@ -96,6 +96,15 @@ class Store:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        # Only a writer makes temp files, so under the lock any left over are from a
+        # killed process: half-written images or index files that nothing refers to.
+        for folder in (self.root / "images", self.root / "index"):
+            if folder.exists():
+                for stale in folder.rglob("*.tmp"):
+                    stale.unlink(missing_ok=True)
 
     def release_write_lock(self) -> None:
         if self._lock_fd is not None:
