@@ -82,6 +82,7 @@ def run_index(
     producer.start()
     last_save = time.time()
     done = 0
+    run_status = "failed"  # what the run row says if an error ends it
     try:
         embedder = embedder_factory(topic_ids)
         report.clip_used = embedder.clip is not None
@@ -108,15 +109,17 @@ def run_index(
             if time.time() - last_save > SAVE_EVERY_SECONDS:
                 store.save_indexes()
                 last_save = time.time()
+        run_status = "done"
     except KeyboardInterrupt:
         report.interrupted = True
+        run_status = "interrupted"
     finally:
         stop.set()
         _drain(items)
         producer.join(timeout=10)
         report.seconds = time.time() - started
         store.save_indexes()
-        _finish_run(store, run_id, report)
+        _finish_run(store, run_id, report, run_status)
     return report
 
 
@@ -233,14 +236,14 @@ def _start_run(store: Store, started: float) -> int:
         return conn.execute(insert(runs).values(started_at=started, status="running")).inserted_primary_key[0]
 
 
-def _finish_run(store: Store, run_id: int, report: IndexReport) -> None:
+def _finish_run(store: Store, run_id: int, report: IndexReport, status: str) -> None:
     with store.transaction() as conn:
         conn.execute(
             update(runs)
             .where(runs.c.id == run_id)
             .values(
                 finished_at=time.time(),
-                status="interrupted" if report.interrupted else "done",
+                status=status,
                 summary=json.dumps(report.to_dict()),
             )
         )

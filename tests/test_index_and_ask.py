@@ -77,3 +77,17 @@ def test_a_page_whose_text_changed_replaces_its_old_version(kb, pages_copy, exam
         texts = list(conn.execute(select(documents.c.text)).scalars())
     assert any("fresh straw" in t for t in texts) and not any("smell of hay" in t for t in texts)
     assert kb.check().ok
+
+
+def test_a_run_ended_by_an_error_is_recorded_as_failed(kb, examples_dir, monkeypatch):
+    import pytest
+
+    from engine.errors import ModelMismatchError
+
+    def refuse(*args, **kwargs):
+        raise ModelMismatchError("the store's vectors come from another model")
+
+    monkeypatch.setattr(kb.store, "bind_model", refuse)
+    with pytest.raises(ModelMismatchError):
+        kb.index(topics(examples_dir), [examples_dir / "pages"])
+    assert kb.status().last_run["status"] == "failed"

@@ -153,7 +153,7 @@ def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_writer(tmp_p
     leftover.write_bytes(b"half an image")
     kept = tmp_path / "images" / "ab" / "abcdef.jpeg"
     kept.write_bytes(b"a whole image")
-    with Store(tmp_path) as reader:
+    with Store(tmp_path):
         assert leftover.exists()  # readers never delete anything
     with Store(tmp_path) as writer:
         writer.acquire_write_lock()

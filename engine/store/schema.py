@@ -153,7 +153,7 @@ runs = Table(
     Column("id", Integer, primary_key=True),
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
-    # running | done | interrupted (a run left "running" was killed)
+    # running | done | interrupted | failed (a run left "running" was killed)
     Column("status", String, nullable=False),
     Column("summary", Text),
 )
