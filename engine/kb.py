@@ -281,8 +281,7 @@ class KnowledgeBase:
                 if clip is None:
                     raise ModelUnavailableError(self._clip_failed or "CLIP is disabled (clip.enabled = false)")
                 done.update(reembed_clip(store, clip, on_progress))
-            dims = {TEXT_SPACE: None, CLIP_IMAGE_SPACE: None, CLIP_TEXT_SPACE: None}
-            for space in dims:
+            for space in (TEXT_SPACE, CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE):
                 dim = store.get_meta(f"dim.{space}")
                 if dim is not None:
                     store.rebuild_index(space, int(dim)).save()

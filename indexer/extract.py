@@ -57,7 +57,8 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
     if doc is None or doc.body is None:
         raise InputError(origin, "no main text found (empty or not an article page)")
 
-    figures = _figure_details(html)
+    page_tree = _parse(html)
+    figures = _figure_details(page_tree)
     paragraphs: list[str] = []
     pending: list[tuple[dict, int]] = []  # graphic attributes, paragraph index before it
     for element in doc.body.iter():
@@ -70,7 +71,7 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
     text = "\n\n".join(paragraphs)
     if not text.strip():
         raise InputError(origin, "no main text found (empty or not an article page)")
-    if _only_link_text(html, text):  # favor_recall keeps a lone menu as if it were content
+    if _only_link_text(page_tree, text):  # favor_recall keeps a lone menu as if it were content
         raise InputError(origin, "no main text found (only navigation links)")
 
     starts, offset = [], 0
@@ -118,15 +119,21 @@ def _refuse_binary(html: bytes, origin: str) -> None:
         raise InputError(origin, "empty page")
 
 
-def _only_link_text(html: bytes, text: str) -> bool:
-    """True when every word of ``text`` is the text of some link: a menu, not an article."""
-    import re
-
+def _parse(html: bytes):  # noqa: ANN202 - lxml tree or None
+    """The page as an lxml tree, for what trafilatura does not keep (captions, link text)."""
     import lxml.html
 
     try:
-        tree = lxml.html.fromstring(html)
-    except Exception:  # noqa: BLE001 - trafilatura parsed it; this check is a bonus
+        return lxml.html.fromstring(html)
+    except Exception:  # noqa: BLE001 - trafilatura parsed it; these details are a bonus
+        return None
+
+
+def _only_link_text(tree, text: str) -> bool:  # noqa: ANN001 - lxml tree or None
+    """True when every word of ``text`` is the text of some link: a menu, not an article."""
+    import re
+
+    if tree is None:
         return False
     link_words: set[str] = set()
     for link in tree.iter("a"):
@@ -144,13 +151,9 @@ def _is_top_level(element) -> bool:  # noqa: ANN001 - lxml element
     return True
 
 
-def _figure_details(html: bytes) -> dict[str, dict[str, str | None]]:
+def _figure_details(tree) -> dict[str, dict[str, str | None]]:  # noqa: ANN001 - lxml tree or None
     """alt text and <figcaption> of every <img>, keyed by its raw src."""
-    import lxml.html
-
-    try:
-        tree = lxml.html.fromstring(html)
-    except Exception:  # noqa: BLE001 - trafilatura parsed it; details are a bonus
+    if tree is None:
         return {}
     details = {}
     for img in tree.iter("img"):

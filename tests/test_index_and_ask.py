@@ -53,22 +53,23 @@ def test_ask_cites_sources_and_shows_images_of_the_evidence(kb, examples_dir):
     assert "espresso cup" in (result.images[0].alt or "")
 
 
-def test_changed_bytes_with_the_same_text_count_as_unchanged(kb, pages_copy, examples_dir):
-    kb.index(topics(examples_dir), [pages_copy])
+def index_edit_reindex(kb, pages: Path, examples_dir: Path, old: str, new: str):
+    """Index ``pages``, replace ``old`` by ``new`` in one page, index again: (counts before, report)."""
+    kb.index(topics(examples_dir), [pages])
     before = store_counts(kb)
-    page = pages_copy / "coffee-roasting.html"
-    page.write_text(page.read_text().replace("</body>", "<script>var ad = 2;</script></body>"))
-    again = kb.index(topics(examples_dir), [pages_copy])
+    page = pages / "coffee-roasting.html"
+    page.write_text(page.read_text().replace(old, new))
+    return before, kb.index(topics(examples_dir), [pages])
+
+
+def test_changed_bytes_with_the_same_text_count_as_unchanged(kb, pages_copy, examples_dir):
+    before, again = index_edit_reindex(kb, pages_copy, examples_dir, "</body>", "<script>var ad = 2;</script></body>")
     assert again.pages["unchanged"] == 8 and again.pages["added"] == 0
     assert store_counts(kb) == before
 
 
 def test_a_page_whose_text_changed_replaces_its_old_version(kb, pages_copy, examples_dir):
-    kb.index(topics(examples_dir), [pages_copy])
-    before = store_counts(kb)
-    page = pages_copy / "coffee-roasting.html"
-    page.write_text(page.read_text().replace("smell of hay", "smell of fresh straw"))
-    again = kb.index(topics(examples_dir), [pages_copy])
+    before, again = index_edit_reindex(kb, pages_copy, examples_dir, "smell of hay", "smell of fresh straw")
     assert again.pages["updated"] == 1
     after = store_counts(kb)
     assert after["documents"] == before["documents"] and after["sources"] == before["sources"]

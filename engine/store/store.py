@@ -170,12 +170,12 @@ class Store:
             {"space": space, "item_id": int(i), "vector": np.asarray(v, np.float32).tobytes()}
             for i, v in zip(ids, vectors)
         ]
-        stmt = insert(embeddings).values(rows) if len(rows) < 500 else insert(embeddings)
+        stmt = insert(embeddings)
         stmt = stmt.on_conflict_do_update(
             index_elements=[embeddings.c.space, embeddings.c.item_id],
             set_={"vector": stmt.excluded.vector},
         )
-        conn.execute(stmt) if len(rows) < 500 else conn.execute(stmt, rows)
+        conn.execute(stmt, rows)
         self.bump_version(conn, space)
         self._pending(space).append(("add", np.asarray(ids, np.int64), np.asarray(vectors, np.float32)))
 
