@@ -86,12 +86,47 @@ class AskConfig:
 
 
 @dataclass(frozen=True)
+class CrawlConfig:
+    """Fetching pages and images from the web (indexer/fetch)."""
+
+    user_agent: str = "engine-crawler/0.1 (+https://example.invalid/engine)"
+    # Private, loopback, link-local, multicast and reserved addresses are refused unless this is on.
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
+class DiscoverConfig:
+    """Finding candidate URLs for a topic (indexer/discover)."""
+
+    # Providers run per topic, by name, in this order (comma-separated).
+    providers: str = "wikipedia,ddgs"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Optional abstractive summaries (engine/generate); extractive when ``model`` is empty."""
+
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Optional image captioning (engine/encoders/caption); off when ``model`` is empty."""
+
+    model: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     ask: AskConfig = field(default_factory=AskConfig)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    discover: DiscoverConfig = field(default_factory=DiscoverConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
 
     @classmethod
     def load(

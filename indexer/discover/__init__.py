@@ -1,0 +1,1 @@
+"""Discovery: a topic → candidate URLs of pages and images, from pluggable providers."""
