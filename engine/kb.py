@@ -268,12 +268,12 @@ class KnowledgeBase:
                 was unavailable), or all of them if the CLIP model changed.
             text: re-embed every chunk with the configured text model.
         """
-        from engine.reembed import reembed_clip, reembed_text
+        from engine.reembed import fill_missing_phashes, reembed_clip, reembed_text
 
         store = self.store
         store.acquire_write_lock()
         try:
-            done: dict[str, int] = {}
+            done: dict[str, int] = {"image_hashes": fill_missing_phashes(store, on_progress)}
             if text:
                 done["text_vectors"] = reembed_text(store, self.text_encoder, on_progress)
             if images:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 
 from engine.encoders.clip import ClipEncoder
 from engine.encoders.text import TextEncoder
@@ -64,6 +64,35 @@ def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None =
         _commit_vectors(store, CLIP_TEXT_SPACE, [r.id for r in batch], clip.encode_passages(passages))
         _report(on_progress, start + len(batch), len(todo_chunks), "chunk CLIP vectors")
     return {"image_vectors": len(todo_images) - unreadable, "clip_text_vectors": len(todo_chunks), "unreadable_images": unreadable}
+
+
+def fill_missing_phashes(store: Store, on_progress: Callable | None = None) -> int:
+    """Perceptual hashes for images stored before the engine kept them (schema 0001)."""
+    from PIL import Image
+
+    from indexer.images import THUMBNAIL_SIDE, perceptual_hash
+
+    with store.reading() as conn:
+        todo = conn.execute(select(images.c.id, images.c.path).where(images.c.phash.is_(None))).all()
+    done = 0
+    for start in range(0, len(todo), BATCH):
+        hashes = []
+        for row in todo[start : start + BATCH]:
+            try:
+                with Image.open(store.root / row.path) as im:
+                    im.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                    picture = im.convert("RGB")
+                picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                hashes.append({"row_id": row.id, "phash": perceptual_hash(picture)})
+            except OSError:
+                continue  # `engine check` names the missing files
+        if hashes:
+            with store.transaction() as conn:
+                conn.execute(update(images).where(images.c.id == bindparam("row_id")).values(phash=bindparam("phash")), hashes)
+            done += len(hashes)
+        _report(on_progress, start + BATCH, len(todo), "image hashes")
+    store.discard_uncommitted()
+    return done
 
 
 def _reset_space(store: Store, spaces: tuple[str, ...], model: str, dim: int) -> None:

@@ -22,6 +22,7 @@ class ImageData:
     height: int
     format: str  # lower-case Pillow format name: jpeg, png, ...
     thumbnail: object  # PIL.Image in RGB, at most THUMBNAIL_SIDE on its longer side
+    phash: str  # 64-bit perceptual hash, hex (see engine.near_duplicates)
 
 
 def load_image(data: bytes | None, source: str, max_pixels: int, max_bytes: int, min_side: int) -> ImageData:
@@ -66,7 +67,15 @@ def load_image(data: bytes | None, source: str, max_pixels: int, max_bytes: int,
         height=height,
         format=fmt.lower(),
         thumbnail=thumbnail,
+        phash=perceptual_hash(thumbnail),
     )
+
+
+def perceptual_hash(image) -> str:  # noqa: ANN001 - PIL image
+    """imagehash's DCT hash: survives rescaling, recompression and small edits."""
+    import imagehash
+
+    return str(imagehash.phash(image))
 
 
 def _rgb(image):  # noqa: ANN001, ANN202 - PIL images

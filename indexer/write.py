@@ -175,7 +175,11 @@ def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float
 
 
 def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> tuple[int, bool]:
+    """The image's row id, and whether it is new. A near-duplicate of a stored image
+    (the same picture rescaled or recompressed) is linked to it, not stored again."""
     found = conn.execute(select(images.c.id).where(images.c.content_hash == data.content_hash)).scalar()
+    if found is None:
+        found = store.near_duplicate_image(conn, data.phash)
     if found is not None:
         return found, False
     relpath = store.image_relpath(data.content_hash, data.format)
@@ -191,8 +195,10 @@ def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> t
             byte_size=len(data.data),
             path=relpath,
             created_at=now,
+            phash=data.phash,
         )
     ).inserted_primary_key[0]
+    store.remember_image_phash(image_id, data.phash)
     return image_id, True
 
 

@@ -8,7 +8,7 @@ line works too, given ``-x db=/path/to/engine.db``.
 from alembic import context
 from sqlalchemy import create_engine
 
-from engine.store.schema import metadata
+from engine.store.schema import is_fts_name, metadata
 
 
 def run() -> None:
@@ -25,7 +25,12 @@ def run() -> None:
 
 def _migrate(connection) -> None:
     # render_as_batch: SQLite alters tables by copying them; Alembic's batch mode does that.
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,
+        include_name=lambda name, type_, parent: not (type_ == "table" and is_fts_name(name)),
+    )
     with context.begin_transaction():
         context.run_migrations()
 

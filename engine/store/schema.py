@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 # Oldest first. The store refuses to open a revision not listed here (a newer engine wrote it).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 # Vector spaces: one FAISS index each; FAISS ids are the row ids of the named table.
@@ -31,6 +31,15 @@ TEXT_SPACE = "text"  # chunks, in the text model's space
 CLIP_IMAGE_SPACE = "clip_image"  # images, in CLIP's space
 CLIP_TEXT_SPACE = "clip_text"  # chunks, in CLIP's space (mean of their sentences)
 SPACE_TABLE = {TEXT_SPACE: "chunks", CLIP_IMAGE_SPACE: "images", CLIP_TEXT_SPACE: "chunks"}
+
+# Made by raw SQL in migrations (SQLAlchemy has no FTS5 type): the FTS5 index of
+# chunks.text and its shadow tables. Schema comparisons leave these names alone.
+FTS_TABLE = "chunks_fts"
+
+
+def is_fts_name(name: str | None) -> bool:
+    return bool(name) and name.startswith(FTS_TABLE)
+
 
 metadata = MetaData()
 
@@ -121,6 +130,9 @@ images = Table(
     # A generated caption (captioning model), distinct from the page's own caption.
     Column("caption", Text),
     Column("created_at", Float, nullable=False),
+    # 64-bit perceptual hash (imagehash.phash, hex): near-duplicates differ in few bits.
+    Column("phash", String),
+    Index("ix_images_phash", "phash"),
 )
 
 document_images = Table(

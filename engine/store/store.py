@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert
 from engine.errors import ModelMismatchError, StoreError
 from engine.store import database
 from engine.store.atomic import write_atomic
-from engine.store.schema import SPACE_TABLE, embeddings, meta
+from engine.store.schema import SPACE_TABLE, embeddings, images, meta
 from engine.store.vectors import VectorIndex
 
 
@@ -55,6 +55,7 @@ class Store:
         # Vector changes made inside the open transaction, applied to the loaded
         # indexes only once it commits (apply_committed), so FAISS never runs ahead.
         self._pending_changes: dict[str, list] = {}
+        self._phashes = None  # engine.near_duplicates.PhashIndex, loaded on first use
         self.reconciled: list[ReconcileReport] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -215,6 +216,20 @@ class Store:
 
     def discard_uncommitted(self) -> None:
         self._pending_changes = {}
+        self._phashes = None  # may hold rows that were rolled back; reloaded when needed
+
+    def near_duplicate_image(self, conn: Connection, phash: str | None) -> int | None:
+        """A stored image that looks the same as one with ``phash``, if any."""
+        from engine.near_duplicates import PhashIndex
+
+        if self._phashes is None:
+            rows = conn.execute(select(images.c.id, images.c.phash).where(images.c.phash.is_not(None)))
+            self._phashes = PhashIndex([(i, h) for i, h in rows])
+        return self._phashes.nearest(phash)
+
+    def remember_image_phash(self, image_id: int, phash: str | None) -> None:
+        if self._phashes is not None:
+            self._phashes.add(image_id, phash)
 
     def read_vectors(self, space: str, ids: list[int] | np.ndarray, dim: int) -> np.ndarray:
         """Vectors of ``ids`` in ``space`` in that order; rows of zeros for ids without one."""
