@@ -26,6 +26,7 @@ class Provider(Protocol):
     """Turns a topic into candidates. Implementations take their settings in ``__init__``."""
 
     name: str
+    limit: int  # the configured count; discover_topic passes it to discover()
 
     async def discover(self, topic: str, client: httpx.AsyncClient, limit: int) -> list[Candidate]:
         """At most ``limit`` candidates for ``topic``, best first.
