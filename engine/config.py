@@ -83,6 +83,20 @@ class AskConfig:
     max_sentences: int = 5
     # MMR trade-off: 1.0 is pure relevance, 0.0 pure diversity.
     mmr_lambda: float = 0.7
+    # bullets | paragraph | brief (2 sentences) | detailed (twice max_sentences, twice k).
+    style: str = "bullets"
+    # Reciprocal rank fusion weights of the dense (FAISS) and BM25 (FTS5) rankings.
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    # Relevance cutoff on a passage's cosine similarity to the question: "auto" calibrates
+    # it from the store (engine/calibrate.py), a number sets it, "off" disables it.
+    min_score: str = "auto"
+    # Images whose CLIP alignment (max of clip_topic, clip_evidence) is below this are
+    # dropped; "off" keeps all. Images without a CLIP vector are not filtered.
+    min_alignment: str = "off"
+    # A sentence-transformers CrossEncoder (name in the local cache, or a path) that
+    # reranks the fused passages; empty = off (none ships offline).
+    reranker: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,8 +112,54 @@ class CrawlConfig:
 class DiscoverConfig:
     """Finding candidate URLs for a topic (indexer/discover)."""
 
-    # Providers run per topic, by name, in this order (comma-separated).
+    # Providers run per topic, by name, in this order (comma-separated). A group name
+    # (wikipedia, ddgs, searxng, feeds, sitemaps) stands for all its searches; single
+    # ones are wikipedia-pages, wikipedia-images, ddgs-web, ddgs-news, ddgs-images,
+    # searxng-web, searxng-news, searxng-images. A count of 0 below turns one off.
     providers: str = "wikipedia,ddgs"
+    # Per topic, after all providers' candidates are merged and de-duplicated.
+    max_pages_per_topic: int = 20
+    max_images_per_topic: int = 20
+    # The most bytes read from one discovery response (search API answer, feed, sitemap).
+    max_response_bytes: int = 5_000_000
+
+    # MediaWiki Action API (any MediaWiki) and the article URL pattern of that wiki.
+    wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"
+    wikipedia_article_url: str = "https://en.wikipedia.org/wiki/{title}"
+    wikipedia_pages: int = 5
+    wikipedia_images: int = 10
+    # Images are taken from this many of the best-matching articles.
+    wikipedia_image_pages: int = 3
+
+    # DuckDuckGo through the ddgs package, which uses its own HTTP client (browser
+    # impersonation), so the crawler's client settings do not reach it except the timeout.
+    ddgs_web_results: int = 10
+    ddgs_news_results: int = 5
+    ddgs_images_results: int = 10
+    # ddgs backend for all three searches: "duckduckgo", or e.g. "auto" to let ddgs mix engines.
+    ddgs_backend: str = "duckduckgo"
+    ddgs_region: str = "us-en"  # e.g. wt-wt (no region), uk-en, de-de
+    ddgs_safesearch: str = "moderate"  # on, moderate, off
+    ddgs_timelimit: str = ""  # d, w, m, y; empty = any time
+    ddgs_proxy: str = ""  # http://, https:// or socks5:// proxy; "tb" = Tor Browser
+    # A PEM file of certificate authorities ddgs trusts instead of the system's.
+    ddgs_ca_bundle: str = ""
+
+    # A SearxNG instance whose settings.yml allows `format: json`; empty = off.
+    searxng_url: str = ""
+    searxng_web_results: int = 10
+    searxng_news_results: int = 5
+    searxng_images_results: int = 10
+
+    # Sites a user follows (comma-separated URLs); entries/URLs are kept when they
+    # mention a topic word, or all of them when feeds_topic_filter is off.
+    feed_urls: str = ""
+    feed_results: int = 20
+    sitemap_urls: str = ""
+    sitemap_results: int = 50
+    # Child sitemaps read from one sitemap index file.
+    sitemap_max_children: int = 10
+    feeds_topic_filter: bool = True
 
 
 @dataclass(frozen=True)
