@@ -98,29 +98,80 @@ def index(
             raise KeyboardInterrupt
 
 
+class Style(str, Enum):
+    bullets = "bullets"
+    paragraph = "paragraph"
+    brief = "brief"
+    detailed = "detailed"
+
+
 @app.command()
 def ask(
     ctx: typer.Context,
     question: str = typer.Argument(..., help="A topic or question."),
-    k: Optional[int] = typer.Option(None, "--k", min=1, help="Evidence chunks to retrieve."),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="Evidence passages to use."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=0, help="Images to show."),
     max_sentences: Optional[int] = typer.Option(None, "--max-sentences", min=1, help="Summary length."),
+    style: Optional[Style] = typer.Option(None, "--style", help="bullets, paragraph, brief or detailed."),
+    topic: Optional[str] = typer.Option(None, "--topic", help="Only documents linked to this topic."),
+    source: Optional[str] = typer.Option(None, "--source", help="Only pages whose URL contains this (e.g. a host)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only documents published on or after this date (YYYY-MM-DD)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only documents published on or before this date."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Only documents in this language (e.g. en)."),
+    min_score: Optional[str] = typer.Option(
+        None, "--min-score", help="Relevance cutoff: a cosine similarity, 'auto' (calibrated) or 'off'."
+    ),
+    min_alignment: Optional[str] = typer.Option(
+        None, "--min-alignment", help="Drop images whose CLIP alignment is below this ('off' keeps all)."
+    ),
+    images_only: bool = typer.Option(False, "--images-only", help="Answer with images and their captions only."),
+    explain: bool = typer.Option(False, "--explain", help="Show the scores behind each sentence and image."),
     fmt: Format = typer.Option(Format.text, "--format", help="text, json or markdown."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the answer to this file."),
 ) -> None:
     """Answer with a cited summary and the best-aligned images.
 
-    Example: engine ask "how is coffee roasted" --format markdown --out answer.md
+    Example: engine ask "how is coffee roasted" --style paragraph --format markdown --out answer.md
     """
     from cli.render import render_ask
+    from engine.retrieve import Filters
 
+    for name, value in (("--since", since), ("--until", until)):
+        if value is not None and not _is_iso_date(value):
+            err.print(f"[bold red]ConfigError[/]: {name} {value!r} is not a date (YYYY-MM-DD)", highlight=False)
+            raise typer.Exit(2)
+    filters = Filters(topic=topic, source=source, since=since, until=until, language=lang)
     with knowledge_base(ctx) as kb:
-        result = kb.ask(question, k=k, max_images=max_images, max_sentences=max_sentences)
+        result = kb.ask(
+            question,
+            k=k,
+            max_images=max_images,
+            max_sentences=max_sentences,
+            style=style.value if style else None,
+            filters=filters,
+            min_score=min_score,
+            min_alignment=min_alignment,
+            images_only=images_only,
+        )
         if out_file is not None:
-            out_file.write_text(render_ask(result, fmt.value, None), encoding="utf-8")
+            out_file.write_text(render_ask(result, fmt.value, None, explain), encoding="utf-8")
             err.print(f"wrote {out_file}")
         else:
-            render_ask(result, fmt.value, out)
+            render_ask(result, fmt.value, out, explain)
+        if fmt is Format.text or out_file is not None:
+            for notice in result.notices:
+                if notice not in kb.notices:
+                    err.print(f"[yellow]note[/]: {notice}", highlight=False)
+
+
+def _is_iso_date(value: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value[:10])
+        return True
+    except ValueError:
+        return False
 
 
 @app.command()

@@ -17,29 +17,47 @@ from rich.table import Table
 from engine.results import AskResult
 
 
-def render_ask(result: AskResult, fmt: str, console: Console | None) -> str:
+def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bool = False) -> str:
     """Render ``result``; print it on ``console`` if given, and return the text."""
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     elif fmt == "markdown":
-        text = ask_markdown(result)
+        text = ask_markdown(result, explain)
     else:
         if console is not None:
-            print_ask(console, result)
+            print_ask(console, result, explain)
             return ""
-        text = ask_markdown(result)
+        text = ask_markdown(result, explain)
     if console is not None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
     return text
 
 
-def print_ask(console: Console, result: AskResult) -> None:
+def nothing_found(result: AskResult) -> str:
+    if result.nothing_relevant:
+        return "Nothing relevant is stored for this question."
+    return "No answer."
+
+
+def _cites(numbers: list[int]) -> str:
+    return "".join(f"[{n}]" for n in numbers)
+
+
+def _unsupported(sentence) -> str:  # noqa: ANN001 - SummarySentence
+    return " (unsupported by the evidence)" if sentence.supported is False else ""
+
+
+def print_ask(console: Console, result: AskResult, explain: bool = False) -> None:
     console.print(f"[bold]{escape(result.query)}[/]\n")
     if not result.summary:
-        console.print("Nothing relevant is stored for this question.")
-    for sentence in result.summary:
-        cites = "".join(f"[{n}]" for n in sentence.citations)
-        console.print(f"• {escape(sentence.text)} [cyan]{escape(cites)}[/]")
+        console.print(nothing_found(result))
+    if result.style == "paragraph" and result.summary:
+        console.print(" ".join(f"{escape(s.text)} [cyan]{escape(_cites(s.citations))}[/]{_unsupported(s)}" for s in result.summary))
+    else:
+        for sentence in result.summary:
+            console.print(f"• {escape(sentence.text)} [cyan]{escape(_cites(sentence.citations))}[/]{_unsupported(sentence)}")
+            if explain and sentence.retrieval:
+                console.print(f"    [dim]relevance {sentence.relevance:.2f}; passage {escape(_parts(sentence.retrieval))}[/]")
     if result.sources:
         console.print("\n[bold]Sources[/]")
         for s in result.sources:
@@ -48,19 +66,53 @@ def print_ask(console: Console, result: AskResult) -> None:
     if result.images:
         console.print("\n[bold]Images[/]")
         for n, image in enumerate(result.images, 1):
-            parts = ", ".join(f"{k} {v:.2f}" for k, v in image.parts.items())
-            label = image.alt or image.caption or ""
+            label = image.alt or image.caption or image.generated_caption or ""
             source = f"[{image.source}] " if image.source else ""
             console.print(f"  {n}. {escape(image.path)}", highlight=False)
-            console.print(f"     {escape(source)}score {image.score:.3f} ({parts}) {escape(label[:100])}", highlight=False)
+            console.print(f"     {escape(source)}score {image.score:.3f} {escape(label[:100])}", highlight=False)
+            if explain:
+                console.print(f"     [dim]{escape(image_reason(result, image))}[/]", highlight=False)
+    if explain:
+        console.print(f"\n[dim]{escape(explain_retrieval(result))}[/]", highlight=False)
 
 
-def ask_markdown(result: AskResult) -> str:
+def image_reason(result: AskResult, image) -> str:  # noqa: ANN001 - ImageHit
+    """Why an image was chosen: its score parts and the sentence it illustrates."""
+    why = f"parts: {_parts(image.parts)}"
+    if image.sentence is not None and image.sentence < len(result.summary):
+        why += f"; illustrates sentence {image.sentence + 1}"
+    return why
+
+
+def explain_retrieval(result: AskResult) -> str:
+    r = result.relevance
+    lines = []
+    if r:
+        threshold = "off" if r.get("threshold") is None else f"{r['threshold']:.3f}"
+        lines.append(
+            f"relevance cutoff {threshold} ({r.get('origin')}); best passage {r.get('best_score')}; "
+            f"{r.get('passages_above')} passages above it"
+        )
+    if result.images_dropped:
+        lines.append("images dropped: " + _parts(result.images_dropped))
+    if result.timings_ms:
+        lines.append("timings ms: " + _parts(result.timings_ms))
+    return "\n".join(lines)
+
+
+def _parts(parts: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in parts.items())
+
+
+def ask_markdown(result: AskResult, explain: bool = False) -> str:
     lines = [f"# {_md(result.query)}", ""]
     if not result.summary:
-        lines.append("Nothing relevant is stored for this question.")
-    for sentence in result.summary:
-        lines.append(f"- {_md(sentence.text)} " + "".join(f"[{n}]" for n in sentence.citations))
+        lines.append(nothing_found(result))
+    if result.style == "paragraph" and result.summary:
+        lines.append(" ".join(f"{_md(s.text)} {_cites(s.citations)}{_unsupported(s)}" for s in result.summary))
+    else:
+        for sentence in result.summary:
+            lines.append(f"- {_md(sentence.text)} {_cites(sentence.citations)}{_unsupported(sentence)}")
     if result.sources:
         lines += ["", "## Sources", ""]
         for s in result.sources:
@@ -69,11 +121,15 @@ def ask_markdown(result: AskResult) -> str:
     if result.images:
         lines += ["", "## Images", ""]
         for image in result.images:
-            alt = _md(image.alt or image.caption or "image")
+            alt = _md(image.alt or image.caption or image.generated_caption or "image")
             source = f" — source [{image.source}]" if image.source else ""
             lines.append(f"![{alt}](<{_url(image.path)}>)")
             lines.append(f"*score {image.score:.3f}{source}*")
+            if explain:
+                lines.append(f"*{_md(image_reason(result, image))}*")
             lines.append("")
+    if explain:
+        lines += ["", *[f"> {_md(line)}" for line in explain_retrieval(result).splitlines()]]
     if result.notices:
         lines += ["", *[f"> note: {_md(n)}" for n in result.notices]]
     return "\n".join(lines).rstrip() + "\n"

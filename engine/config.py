@@ -106,6 +106,32 @@ class CrawlConfig:
     user_agent: str = "engine-crawler/0.1 (+https://example.invalid/engine)"
     # Private, loopback, link-local, multicast and reserved addresses are refused unless this is on.
     allow_private_addresses: bool = False
+    respect_robots: bool = True
+    # Requests in flight at once, overall and to one host; seconds between two request
+    # starts to one host (a longer robots.txt Crawl-delay wins, up to max_crawl_delay_seconds).
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    per_host_interval_seconds: float = 1.0
+    max_crawl_delay_seconds: float = 30.0
+    # No connection within connect_timeout or no byte for read_timeout fails an attempt;
+    # fetch_deadline bounds one attempt start to finish (a server that drips bytes).
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 20.0
+    fetch_deadline_seconds: float = 60.0
+    max_redirects: int = 5
+    # 429, 5xx and broken connections are retried this often, waiting retry_backoff_seconds
+    # doubled each time (with jitter), or the server's Retry-After if it asks for no more
+    # than max_retry_after_seconds (asking for more gives up on the URL for this crawl).
+    max_retries: int = 2
+    retry_backoff_seconds: float = 1.0
+    max_retry_after_seconds: float = 60.0
+    # A host whose robots.txt answers 5xx or cannot be reached is skipped this long.
+    robots_error_seconds: float = 600.0
+    # Images fetched per page (the first ones in its main content); page and image sizes
+    # are capped by index.max_page_bytes and index.max_image_bytes, after decompression.
+    max_images_per_page: int = 10
+    # `engine index --watch` re-crawls every topic this often unless --every says otherwise.
+    watch_every_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)

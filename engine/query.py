@@ -1,21 +1,17 @@
-"""Retrieval: the best chunks for a question, and the images that align with it and the evidence."""
+"""Reading what retrieval found: evidence chunks, their sources, and candidate images."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import select
 
 from engine.store.schema import chunks, document_images, documents, images, sources
 from engine.store.store import Store
 
-# Weights of the image score's parts (renormalised over the parts available).
-IMAGE_WEIGHTS = {"clip_topic": 0.4, "clip_evidence": 0.3, "context": 0.3}
 
-
-def evidence_chunks(store: Store, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
-    """Rows for the chunk ids FAISS returned, best first, with document ranks."""
+def evidence_chunks(store: Store, ids: list[int], scores: list[float]) -> list[dict]:
+    """Rows for the chunk ids retrieval returned, best first, with document ranks."""
     wanted = [int(i) for i in ids if i >= 0]
     if not wanted:
         return []
@@ -65,10 +61,13 @@ class ImageCandidate:
     context: str | None
     width: int
     height: int
+    chunk_id: int | None = None  # the passage it sits in on that page
+    phash: str | None = None
+    generated_caption: str | None = None  # from the captioning model, when configured
 
     def description(self) -> str:
-        """The text that tells what the image shows: alt text, caption, nearby text."""
-        return " ".join(p for p in (self.alt, self.caption, self.context) if p)
+        """The text that tells what the image shows: alt text, captions, nearby text."""
+        return " ".join(p for p in (self.alt, self.caption, self.generated_caption, self.context) if p)
 
 
 def image_candidates(store: Store, document_ids: list[int], extra_image_ids: list[int]) -> list[ImageCandidate]:
@@ -86,7 +85,10 @@ def image_candidates(store: Store, document_ids: list[int], extra_image_ids: lis
                 document_images.c.alt,
                 document_images.c.caption,
                 document_images.c.context,
+                document_images.c.chunk_id,
                 images.c.path,
+                images.c.phash,
+                images.c.caption.label("generated_caption"),
                 images.c.width,
                 images.c.height,
             )
@@ -111,13 +113,9 @@ def image_candidates(store: Store, document_ids: list[int], extra_image_ids: lis
             context=r["context"],
             width=r["width"],
             height=r["height"],
+            chunk_id=r["chunk_id"],
+            phash=r["phash"],
+            generated_caption=r["generated_caption"],
         )
         for r in best.values()
     ]
-
-
-def fuse(parts: dict[str, float]) -> float:
-    """Weighted mean of the available score parts."""
-    weights = {k: IMAGE_WEIGHTS[k] for k in parts}
-    total = sum(weights.values())
-    return sum(parts[k] * w for k, w in weights.items()) / total if total else 0.0

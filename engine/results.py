@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ASK_SCHEMA_VERSION = 1
+# 2: style, relevance cutoff, retrieval scores per sentence, generated captions, faithfulness, timings.
+ASK_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -37,6 +38,12 @@ class SummarySentence:
     document_id: int
     chunk_id: int
     relevance: float  # cosine similarity to the question, text model
+    # How retrieval found the passage it comes from: dense/bm25 scores and ranks, rrf, rerank.
+    retrieval: dict[str, float | int | None] = field(default_factory=dict)
+    # Abstractive summaries only: whether a cited evidence sentence supports it (None: extractive,
+    # which quotes the evidence itself), and the best similarity found.
+    supported: bool | None = None
+    support: float | None = None
 
 
 @dataclass
@@ -46,14 +53,15 @@ class ImageHit:
     source: int | None  # number of the source page that shows it
     src_url: str
     alt: str | None
-    caption: str | None
+    caption: str | None  # the page's own caption (figcaption)
     width: int
     height: int
     score: float
-    # The parts the score is made of, each a similarity in [-1, 1]: context (text model,
-    # topic vs. alt/caption/nearby text), clip_topic and clip_evidence (when CLIP is available).
+    # The parts the score is made of, each a similarity in [-1, 1] (engine/align.py): context
+    # (text model), clip_topic, clip_evidence, clip_context and alignment (when CLIP is available).
     parts: dict[str, float] = field(default_factory=dict)
     sentence: int | None = None  # index of the summary sentence it illustrates best
+    generated_caption: str | None = None  # from the captioning model, when configured
 
 
 @dataclass
@@ -64,14 +72,32 @@ class AskResult:
     images: list[ImageHit]
     notices: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    style: str = "bullets"  # bullets | paragraph | brief | detailed
+    # The relevance cutoff: threshold, where it came from (calibrated | flag | off), the best
+    # passage score, and whether anything passed (nothing_relevant).
+    relevance: dict[str, Any] = field(default_factory=dict)
+    # Abstractive summaries: sentences generated, kept, dropped or marked as unsupported.
+    faithfulness: dict[str, Any] | None = None
+    # Images left out, by reason (below_min_alignment, near_duplicate).
+    images_dropped: dict[str, int] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
+
+    @property
+    def nothing_relevant(self) -> bool:
+        return bool(self.relevance.get("nothing_relevant"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": ASK_SCHEMA_VERSION,
             "query": self.query,
+            "style": self.style,
             "summary": [asdict(s) for s in self.summary],
             "sources": [asdict(s) for s in self.sources],
             "images": [asdict(i) for i in self.images],
+            "images_dropped": dict(self.images_dropped),
+            "relevance": dict(self.relevance),
+            "faithfulness": self.faithfulness,
             "notices": list(self.notices),
             "settings": dict(self.settings),
+            "timings_ms": dict(self.timings_ms),
         }

@@ -9,6 +9,15 @@ import numpy as np
 
 from engine.sentences import split_sentences
 
+# Summary styles, and how many sentences each makes of the configured max_sentences.
+# bullets and paragraph differ only in rendering.
+STYLES = {
+    "bullets": lambda n: n,
+    "paragraph": lambda n: n,
+    "brief": lambda n: min(n, 2),
+    "detailed": lambda n: 2 * n,
+}
+
 # A heading ("The roasting machine") is not a statement worth citing.
 MIN_WORDS = 6
 ENDS_LIKE_A_SENTENCE = re.compile(r"[.!?\"'”’)]$")

@@ -74,14 +74,25 @@ class VectorIndex:
         self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         self.dirty = True
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (scores, ids) per query row; missing slots have id -1."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (scores, ids) per query row; missing slots have id -1.
+
+        ``allowed_ids`` restricts the search to those ids (a filter applied inside
+        FAISS, so a narrow filter still gets its ``k`` best, not the global k minus misses).
+        """
+        import faiss
+
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, min(k, len(self)))
-        if len(self) == 0:
+        if len(self) == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        return self._index.search(queries, k)
+        if allowed_ids is None:
+            return self._index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+        return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
 
     def save(self) -> None:
         """Write the index and its sidecar atomically."""

@@ -1,0 +1,125 @@
+"""The relevance cutoff, calibrated from the store's own score distribution.
+
+A fixed cosine threshold means different things for different models and corpora. So
+the store measures what "unrelated" looks like for its own text model and contents:
+sentences from its chunks are used as pseudo-questions and scored against chunks of
+*other* documents. The cutoff is the 99th percentile of those scores: a passage must
+match a question better than 99 in 100 unrelated pairings from this very store do.
+
+On the project's test store (20 real pages, MiniLM) this puts the cutoff at 0.41,
+while questions about the stored topics score 0.57-0.74 and off-topic questions
+0.12-0.26 (figures in the README).
+
+The result is a cache (``calibration.json`` in the store), recomputed when the text
+model changes or the number of chunks has changed by more than a quarter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+from engine.encoders.text import TextEncoder
+from engine.sentences import split_sentences
+from engine.store.atomic import atomic_path
+from engine.store.schema import TEXT_SPACE, chunks, documents
+from engine.store.store import Store
+
+QUANTILE = 99.0
+MAX_QUESTIONS = 300
+NEGATIVES_PER_QUESTION = 100
+# Pseudo-questions are cut to the length of a typical question.
+QUESTION_WORDS = 12
+MIN_DOCUMENTS = 2
+SEED = 0
+CACHE_FILE = "calibration.json"
+
+
+@dataclass
+class Calibration:
+    threshold: float | None  # None: too little data to calibrate (fewer than MIN_DOCUMENTS)
+    model: str
+    chunks: int  # chunk count when measured
+    questions: int
+    negatives: int
+    positive_median: float | None = None  # a pseudo-question against its own chunk
+    negative_median: float | None = None
+
+    def stale(self, model: str, chunk_count: int) -> bool:
+        return model != self.model or abs(chunk_count - self.chunks) > 0.25 * max(self.chunks, 1)
+
+
+def relevance_cutoff(store: Store, encoder: TextEncoder) -> Calibration:
+    """The cached calibration, measured again when stale."""
+    path = store.root / CACHE_FILE
+    with store.reading() as conn:
+        chunk_count = conn.execute(select(func.count()).select_from(chunks)).scalar_one()
+    cached = _read(path)
+    if cached is not None and not cached.stale(encoder.name, chunk_count):
+        return cached
+    calibration = calibrate(store, encoder)
+    _write(path, calibration)
+    return calibration
+
+
+def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
+    rng = np.random.default_rng(SEED)
+    with store.reading() as conn:
+        rows = conn.execute(
+            select(chunks.c.id, chunks.c.document_id, chunks.c.text, documents.c.language).join(
+                documents, documents.c.id == chunks.c.document_id
+            )
+        ).all()
+    document_ids = np.array([r.document_id for r in rows], dtype=np.int64)
+    if len(set(document_ids.tolist())) < MIN_DOCUMENTS:
+        return Calibration(None, encoder.name, len(rows), 0, 0)
+    sample = rng.permutation(len(rows))[:MAX_QUESTIONS]
+    questions, owners = [], []
+    for n in sample:
+        sentences = [s for s, _, _ in split_sentences(rows[n].text, rows[n].language) if len(s.split()) >= 6]
+        if sentences:
+            questions.append(" ".join(sentences[rng.integers(len(sentences))].split()[:QUESTION_WORDS]))
+            owners.append(int(n))
+    if not questions:
+        return Calibration(None, encoder.name, len(rows), 0, 0)
+    question_vectors = encoder.encode(questions)
+    picks = []
+    for owner in owners:
+        others = np.flatnonzero(document_ids != document_ids[owner])
+        picks.append(rng.choice(others, size=min(NEGATIVES_PER_QUESTION, len(others)), replace=False))
+    needed = sorted({int(i) for p in picks for i in p} | set(owners))
+    vectors = store.read_vectors(TEXT_SPACE, [rows[i].id for i in needed], encoder.dim)
+    position = {row: n for n, row in enumerate(needed)}
+    negatives, positives = [], []
+    for question, owner, picked in zip(question_vectors, owners, picks):
+        negatives.append(vectors[[position[int(i)] for i in picked]] @ question)
+        positives.append(float(vectors[position[owner]] @ question))
+    negative = np.concatenate(negatives)
+    return Calibration(
+        threshold=round(float(np.percentile(negative, QUANTILE)), 4),
+        model=encoder.name,
+        chunks=len(rows),
+        questions=len(questions),
+        negatives=len(negative),
+        positive_median=round(float(np.median(positives)), 4),
+        negative_median=round(float(np.median(negative)), 4),
+    )
+
+
+def _read(path: Path) -> Calibration | None:
+    try:
+        return Calibration(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # missing or from another version: measure again
+
+
+def _write(path: Path, calibration: Calibration) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(calibration)))
+    except OSError:
+        pass  # a read-only store still answers; it just measures again next time
