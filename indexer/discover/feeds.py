@@ -16,7 +16,7 @@ import httpx
 from engine.errors import InputError
 from indexer.discover.base import Candidate
 from indexer.discover.fetching import fetch_bytes
-from indexer.discover.text import plain_text, topic_score, topic_terms, web_url
+from indexer.discover.text import plain_text, topic_score, topic_terms, url_words, web_url
 
 
 class FeedEntries:
@@ -47,7 +47,7 @@ class FeedEntries:
             if not link:
                 continue
             summary = plain_text(entry.get("summary"))
-            score = topic_score(terms, entry.get("title"), summary, link)
+            score = topic_score(terms, entry.get("title"), summary, url_words(link))
             if score or not self.topic_filter:
                 scored.append((-score, order, entry, link, summary))
         scored.sort(key=lambda item: item[:2])

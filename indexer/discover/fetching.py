@@ -35,7 +35,9 @@ async def fetch_bytes(
                 raise InputError(provider, f"{url} answered HTTP {response.status_code}{suffix}")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise InputError(provider, f"{url} sent {declared} bytes, more than the {max_bytes} allowed")
+                raise InputError(
+                    provider, f"{url} announced {declared} bytes, more than the {max_bytes} bytes allowed"
+                )
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk

@@ -18,7 +18,7 @@ import httpx
 from engine.errors import InputError
 from indexer.discover.base import Candidate
 from indexer.discover.fetching import fetch_bytes
-from indexer.discover.text import topic_score, topic_terms, web_url
+from indexer.discover.text import topic_score, topic_terms, url_words, web_url
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -64,7 +64,7 @@ class SitemapUrls:
         terms = topic_terms(topic)
         scored = []
         for order, entry in enumerate(urls):
-            score = topic_score(terms, entry.loc, *entry.titles)
+            score = topic_score(terms, url_words(entry.loc), *entry.titles)
             if score or not self.topic_filter:
                 scored.append((-score, order, entry))
         scored.sort(key=lambda item: item[:2])
@@ -145,6 +145,8 @@ def _gunzip(body: bytes, url: str, provider: str, max_bytes: int) -> bytes:
         raise InputError(provider, f"{url} is not valid gzip: {exc}") from exc
     if len(data) > max_bytes or inflater.unconsumed_tail:
         raise InputError(provider, f"{url} unpacks to more than the {max_bytes} bytes allowed")
+    if not inflater.eof:
+        raise InputError(provider, f"{url} is not valid gzip: the stream is truncated")
     return data
 
 

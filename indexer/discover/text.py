@@ -44,9 +44,14 @@ def topic_terms(topic: str) -> list[str]:
     return list(dict.fromkeys(long_words or words))
 
 
+def url_words(url: str) -> str:
+    """The part of a URL that says what the page is about: its path (the host says who)."""
+    return urlsplit(url).path
+
+
 def topic_score(terms: list[str], *texts: str | None) -> int:
     """How many topic terms occur in the texts, as whole words or sharing a 4+ letter stem
-    ("roast" matches "roasting"); URL paths count as text (their words are split on punctuation)."""
+    ("roast" matches "roasting"); a URL path's words are split on its punctuation."""
     words = {w.lower() for text in texts if text for w in _WORD.findall(text.replace("_", " "))}
     return sum(1 for term in terms if any(_same_word(term, word) for word in words))
 
