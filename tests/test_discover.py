@@ -15,9 +15,9 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -599,14 +599,14 @@ def test_settings_come_from_the_toml_file(tmp_path):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(providers="wikipedia,bing"), "unknown provider 'bing'"),
-        (dict(providers="searxng"), "discover.searxng_url is empty"),
-        (dict(providers="feeds"), "discover.feed_urls is empty"),
-        (dict(providers="sitemaps", sitemap_urls="ftp://x/s.xml"), "discover.sitemap_urls: 'ftp://x/s.xml'"),
-        (dict(providers="ddgs", ddgs_safesearch="strict"), "discover.ddgs_safesearch"),
-        (dict(providers="ddgs", ddgs_timelimit="h"), "discover.ddgs_timelimit"),
-        (dict(providers="wikipedia", wikipedia_article_url="https://x/wiki/"), "no {title} placeholder"),
-        (dict(ddgs_web_results=-1), "discover.ddgs_web_results: -1 is negative"),
+        ({"providers": "wikipedia,bing"}, "unknown provider 'bing'"),
+        ({"providers": "searxng"}, "discover.searxng_url is empty"),
+        ({"providers": "feeds"}, "discover.feed_urls is empty"),
+        ({"providers": "sitemaps", "sitemap_urls": "ftp://x/s.xml"}, "discover.sitemap_urls: 'ftp://x/s.xml'"),
+        ({"providers": "ddgs", "ddgs_safesearch": "strict"}, "discover.ddgs_safesearch"),
+        ({"providers": "ddgs", "ddgs_timelimit": "h"}, "discover.ddgs_timelimit"),
+        ({"providers": "wikipedia", "wikipedia_article_url": "https://x/wiki/"}, "no {title} placeholder"),
+        ({"ddgs_web_results": -1}, "discover.ddgs_web_results: -1 is negative"),
     ],
 )
 def test_bad_settings_name_the_setting(settings, message):

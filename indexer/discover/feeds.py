@@ -16,7 +16,13 @@ import httpx
 from engine.errors import InputError
 from indexer.discover.base import Candidate
 from indexer.discover.fetching import fetch_bytes
-from indexer.discover.text import plain_text, topic_score, topic_terms, url_words, web_url
+from indexer.discover.text import (
+    plain_text,
+    topic_score,
+    topic_terms,
+    url_words,
+    web_url,
+)
 
 
 class FeedEntries:
@@ -55,9 +61,9 @@ class FeedEntries:
         for _, _, entry, link, summary in scored:
             title = entry.get("title")
             published = _iso_date(entry.get("published_parsed") or entry.get("updated_parsed"))
-            page = dict(kind="page", title=title, snippet=summary, published=published)
+            page = {"kind": "page", "title": title, "snippet": summary, "published": published}
             found = [(link, page)] + [
-                (url, dict(kind="image", title=title, page_url=link, published=published))
+                (url, {"kind": "image", "title": title, "page_url": link, "published": published})
                 for url in _entry_images(entry, link)
             ]
             for url, fields in found[: max(0, limit - len(candidates))]:

@@ -70,8 +70,8 @@ class SitemapUrls:
         scored.sort(key=lambda item: item[:2])
         candidates: list[Candidate] = []
         for _, _, entry in scored:
-            found = [(entry.loc, dict(kind="page", published=entry.lastmod))]
-            found += [(image, dict(kind="image", page_url=entry.loc)) for image in entry.images]
+            found = [(entry.loc, {"kind": "page", "published": entry.lastmod})]
+            found += [(image, {"kind": "image", "page_url": entry.loc}) for image in entry.images]
             for url, fields in found[: max(0, limit - len(candidates))]:
                 candidates.append(Candidate(url, provider=self.name, rank=len(candidates), **fields))
         return candidates

@@ -9,10 +9,11 @@ _WORD = re.compile(r"\w+")
 # Shorter shared prefixes ("car" in "carbon") match too much to count as the same word.
 _MIN_STEM = 4
 # Question words and glue that would match nearly every entry of a feed.
-_STOPWORDS = frozenset(
-    "the and for how what why who when where which with from are was were does did into "
-    "about this that its than then there their".split()
-)
+_STOPWORDS = frozenset({
+    "the", "and", "for", "how", "what", "why", "who", "when", "where", "which", "with", "from",
+    "are", "was", "were", "does", "did", "into", "about", "this", "that", "its", "than",
+    "then", "there", "their",
+})
 
 
 def plain_text(fragment: str | None) -> str | None:
