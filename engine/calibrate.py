@@ -2,15 +2,16 @@
 
 A fixed cosine threshold means different things for different models and corpora. So
 the store measures what "unrelated" looks like for its own text model and contents:
-sentences from its chunks are used as pseudo-questions and scored against chunks of
-*other* documents. The cutoff is the 99th percentile of those scores: a passage must
-match a question better than 99 in 100 unrelated pairings from this very store do.
+sentences from its chunks serve as pseudo-questions and are scored against chunks of
+documents that share no topic with theirs. An unrelated question meets every stored
+passage, so the cutoff is the score it would reach by chance as its best: the
+(1 - 1/N) quantile of those unrelated scores for a store of N passages.
 
-On the project's test store (20 real pages, MiniLM) this puts the cutoff at 0.41,
-while questions about the stored topics score 0.57-0.74 and off-topic questions
-0.12-0.26 (figures in the README).
+On a test store of 20 real pages (179 passages, MiniLM) the cutoff is 0.258; ten
+questions about stored topics score 0.50-0.77 and ten off-topic ones 0.07-0.255
+(see the README's relevance section).
 
-The result is a cache (``calibration.json`` in the store), recomputed when the text
+The result is a cache (``calibration.json`` in the store), measured again when the text
 model changes or the number of chunks has changed by more than a quarter.
 """
 
@@ -26,10 +27,13 @@ from sqlalchemy import func, select
 from engine.encoders.text import TextEncoder
 from engine.sentences import split_sentences
 from engine.store.atomic import atomic_path
-from engine.store.schema import TEXT_SPACE, chunks, documents
+from engine.store.schema import TEXT_SPACE, chunks, documents, topic_documents
 from engine.store.store import Store
 
-QUANTILE = 99.0
+# An unrelated question meets every stored passage, so its *best* score is what the cutoff
+# must stop: the (1 - 1/N) quantile of unrelated scores for N passages, kept between these
+# bounds (more than 99.9 cannot be measured from the sample taken).
+MIN_QUANTILE, MAX_QUANTILE = 99.0, 99.9
 MAX_QUESTIONS = 300
 NEGATIVES_PER_QUESTION = 100
 # Pseudo-questions are cut to the length of a typical question.
@@ -53,7 +57,7 @@ class Calibration:
         return model != self.model or abs(chunk_count - self.chunks) > 0.25 * max(self.chunks, 1)
 
 
-def relevance_cutoff(store: Store, encoder: TextEncoder) -> Calibration:
+def relevance_cutoff(store: Store, encoder: TextEncoder, topic_min_similarity: float) -> Calibration:
     """The cached calibration, measured again when stale."""
     path = store.root / CACHE_FILE
     with store.reading() as conn:
@@ -61,12 +65,12 @@ def relevance_cutoff(store: Store, encoder: TextEncoder) -> Calibration:
     cached = _read(path)
     if cached is not None and not cached.stale(encoder.name, chunk_count):
         return cached
-    calibration = calibrate(store, encoder)
+    calibration = calibrate(store, encoder, topic_min_similarity)
     _write(path, calibration)
     return calibration
 
 
-def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
+def calibrate(store: Store, encoder: TextEncoder, topic_min_similarity: float) -> Calibration:
     rng = np.random.default_rng(SEED)
     with store.reading() as conn:
         rows = conn.execute(
@@ -74,6 +78,14 @@ def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
                 documents, documents.c.id == chunks.c.document_id
             )
         ).all()
+        linked = conn.execute(
+            select(topic_documents.c.document_id, topic_documents.c.topic_id).where(
+                topic_documents.c.score >= topic_min_similarity
+            )
+        ).all()
+    topics_of: dict[int, set[int]] = {}
+    for document_id, topic_id in linked:
+        topics_of.setdefault(document_id, set()).add(topic_id)
     document_ids = np.array([r.document_id for r in rows], dtype=np.int64)
     if len(set(document_ids.tolist())) < MIN_DOCUMENTS:
         return Calibration(None, encoder.name, len(rows), 0, 0)
@@ -89,7 +101,7 @@ def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
     question_vectors = encoder.encode(questions)
     picks = []
     for owner in owners:
-        others = np.flatnonzero(document_ids != document_ids[owner])
+        others = _unrelated(document_ids, topics_of, int(document_ids[owner]))
         picks.append(rng.choice(others, size=min(NEGATIVES_PER_QUESTION, len(others)), replace=False))
     needed = sorted({int(i) for p in picks for i in p} | set(owners))
     vectors = store.read_vectors(TEXT_SPACE, [rows[i].id for i in needed], encoder.dim)
@@ -100,7 +112,7 @@ def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
         positives.append(float(vectors[position[owner]] @ question))
     negative = np.concatenate(negatives)
     return Calibration(
-        threshold=round(float(np.percentile(negative, QUANTILE)), 4),
+        threshold=round(float(np.percentile(negative, quantile_for(len(rows)))), 4),
         model=encoder.name,
         chunks=len(rows),
         questions=len(questions),
@@ -108,6 +120,20 @@ def calibrate(store: Store, encoder: TextEncoder) -> Calibration:
         positive_median=round(float(np.median(positives)), 4),
         negative_median=round(float(np.median(negative)), 4),
     )
+
+
+def quantile_for(passages: int) -> float:
+    return float(np.clip(100 * (1 - 1 / max(passages, 1)), MIN_QUANTILE, MAX_QUANTILE))
+
+
+def _unrelated(document_ids: np.ndarray, topics_of: dict[int, set[int]], owner: int) -> np.ndarray:
+    """Rows of chunks from documents sharing no topic with ``owner`` (else: any other document)."""
+    own_topics = topics_of.get(owner, set())
+    other = document_ids != owner
+    if not own_topics:
+        return np.flatnonzero(other)
+    unrelated = np.array([not (topics_of.get(int(d), set()) & own_topics) for d in document_ids]) & other
+    return np.flatnonzero(unrelated) if unrelated.any() else np.flatnonzero(other)
 
 
 def _read(path: Path) -> Calibration | None:

@@ -5,6 +5,7 @@ Every CLI command is one method here; the CLI parses, calls, and renders.
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from functools import cached_property
@@ -96,24 +97,52 @@ class KnowledgeBase:
     def index(
         self,
         topics: list[str],
-        paths: list[Path],
+        paths: list[Path] | None = None,
         on_progress: Callable | None = None,
+        *,
+        watch: bool = False,
+        every: float | None = None,
+        discover: Callable | None = None,
+        stop_requested: threading.Event | None = None,
     ):
-        """Index saved pages, HTML files and WARC archives under ``paths`` for ``topics``.
+        """Index saved pages, HTML files and WARC archives under ``paths`` for ``topics``;
+        without ``paths``, crawl the web for ``topics`` (indexer/crawl.py).
+
+        Args:
+            watch: keep crawling, each topic again every ``every`` seconds (default
+                ``crawl.watch_every_seconds``), until ``stop_requested`` or Ctrl-C.
+            discover: how a topic's candidate URLs are found (default: the configured
+                providers, ``[discover]``); see indexer.crawl.Discover.
+            stop_requested: set it to end the run after the batch being written.
 
         Returns:
             indexer.pipeline.IndexReport: counts of pages, chunks and images, and failures.
         """
         from indexer.embed import BatchEmbedder
-        from indexer.pipeline import run_index
+        from indexer.pipeline import LocalInputs, run_index
         from indexer.write import ensure_topics
 
         topics = [t.strip() for t in topics if t.strip()]
+        if not paths and not topics:
+            raise ConfigError("nothing to index: give --from PATH, or --topics FILE to crawl the web for them")
+        if paths and (watch or discover):
+            raise ConfigError("--watch crawls the web for the topics; it does not go with --from")
+        if every is not None and every <= 0:
+            raise ConfigError(f"the crawl interval must be positive, not {every} s")
         if not paths:
-            raise ConfigError("nothing to index: give at least one --from PATH")
+            from indexer.crawl import discover_with_providers
+
+            discover = discover or discover_with_providers(self.config.discover)  # bad settings fail here
         store = self.store
         store.acquire_write_lock()
         topic_ids = ensure_topics(store, topics) if topics else {}
+        if paths:
+            producer = LocalInputs(list(paths))
+        else:
+            from indexer.crawl import Crawl
+
+            interval = every or self.config.crawl.watch_every_seconds
+            producer = Crawl(topic_ids, discover, watch_every=interval if watch else None)
 
         def make_embedder(ids: dict[str, int]) -> BatchEmbedder:
             text = self.text_encoder
@@ -134,7 +163,7 @@ class KnowledgeBase:
             )
 
         try:
-            return run_index(store, self.config, make_embedder, topic_ids, list(paths), on_progress)
+            return run_index(store, self.config, make_embedder, topic_ids, producer, on_progress, stop_requested)
         finally:
             store.release_write_lock()
 
@@ -263,7 +292,7 @@ class KnowledgeBase:
         threshold = _optional_float(chosen, "min_score", allow_auto=True)
         origin = "off" if threshold is None else ("flag" if min_score is not None else "config")
         if threshold == "auto":
-            calibration = relevance_cutoff(self.store, self.text_encoder)
+            calibration = relevance_cutoff(self.store, self.text_encoder, self.config.index.topic_min_similarity)
             threshold = calibration.threshold
             origin = "calibrated" if threshold is not None else "off: fewer than 2 documents to calibrate from"
         best = max((h.dense for h in hits), default=None)

@@ -161,3 +161,25 @@ def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_writer(tmp_p
     with Store(tmp_path) as writer:
         writer.acquire_write_lock()
         assert not leftover.exists() and kept.exists()
+
+
+def test_upgrading_a_0001_store_indexes_its_chunks_for_full_text_search_and_keeps_them(tmp_path):
+    from engine.store import database
+
+    (tmp_path / "old").mkdir()
+    engine = database.connect(tmp_path / "old" / "engine.db")
+    database.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
+                "VALUES (7, 1, 0, 'Roasting turns green coffee brown.', 0, 33, 8)"
+            )
+        )
+    engine.dispose()
+    with Store(tmp_path / "old") as store, store.reading() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        found = conn.execute(text("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'roasted'")).scalars().all()
+        assert found == [7]  # porter stemming: "roasted" finds "Roasting"
+        assert conn.execute(text("SELECT text FROM chunks WHERE id = 7")).scalar().startswith("Roasting")
