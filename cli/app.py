@@ -75,21 +75,39 @@ def knowledge_base(ctx: typer.Context) -> Iterator:
 def index(
     ctx: typer.Context,
     topics: Optional[Path] = typer.Option(None, "--topics", help="File with one topic per line (# comments)."),
-    sources: list[Path] = typer.Option(..., "--from", help="Saved-pages folder, HTML file or WARC/ARC; repeatable."),
+    sources: Optional[list[Path]] = typer.Option(
+        None, "--from", help="Saved-pages folder, HTML file or WARC/ARC; repeatable. Without it, crawl the web."
+    ),
+    watch: bool = typer.Option(False, "--watch", help="Keep crawling: each topic again every --every, until Ctrl-C."),
+    every: Optional[str] = typer.Option(
+        None, "--every", help="Interval between a topic's crawls with --watch: 90s, 30m, 2h, 1d (default: crawl.watch_every_seconds)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
-    """Index pages and their images for topics.
+    """Index pages and their images for topics: from saved pages (--from), or crawled from the web.
 
     Example: engine index --topics examples/topics.txt --from examples/pages
+    Example: engine index --topics my_topics.txt --watch --every 30m
     """
+    from cli.durations import parse_duration
+    from cli.interrupt import stop_after_batch_on_ctrl_c
     from cli.render import print_index_report
     from cli.progress import progress_bar
     from indexer.topics import read_topics
 
+    try:
+        interval = parse_duration(every) if every is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+    if every is not None and not watch:
+        raise typer.BadParameter("--every goes with --watch", param_hint="--every")
     with knowledge_base(ctx) as kb:
         names = read_topics(topics) if topics else []
-        with progress_bar(err, "indexing") as on_progress:
-            report = kb.index(names, sources, on_progress=on_progress)
+        label = "indexing" if sources else "crawling"
+        with progress_bar(err, label) as on_progress, stop_after_batch_on_ctrl_c(err) as stop_requested:
+            report = kb.index(
+                names, sources or [], on_progress=on_progress, watch=watch, every=interval, stop_requested=stop_requested
+            )
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
         else:

@@ -150,6 +150,8 @@ def print_index_report(console: Console, report) -> None:  # noqa: ANN001 - Inde
     console.print(
         f"pages: {pages['added']} added, {pages['updated']} updated, {pages['duplicate']} duplicate, "
         f"{pages['unchanged']} unchanged, {pages['failed']} failed"
+        # A crawl's other outcomes, shown when there are any.
+        + "".join(f", {pages[k]} {k.replace('_', ' ')}" for k in ("not_modified", "gone", "skipped") if pages[k])
     )
     console.print(f"chunks: {report.chunks_added} added")
     images = report.images
@@ -180,10 +182,19 @@ def print_status(console: Console, report) -> None:  # noqa: ANN001 - StatusRepo
     if report.models:
         console.print("models: " + ", ".join(f"{k} = {escape(v)}" for k, v in report.models.items()), highlight=False)
     if report.topics:
-        table = Table("topic", "documents", "chunks", "images", "last update")
+        table = Table("topic", "documents", "chunks", "images", "last update", "last crawl", "next crawl")
         for t in report.topics:
-            table.add_row(escape(t.name), str(t.documents), str(t.chunks), str(t.images), _when(t.last_update))
+            table.add_row(
+                escape(t.name), str(t.documents), str(t.chunks), str(t.images), _when(t.last_update),
+                _when(t.last_crawl), _when(t.next_crawl),
+            )
         console.print(table)
+        for t in report.topics:
+            if t.urls:
+                urls = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(t.urls.items()))
+                console.print(f"[bold]{escape(t.name)}[/] crawled URLs: {urls}", highlight=False)
+            for reason, n in t.errors.items():
+                console.print(f"  {n:4d} {escape(reason)}", highlight=False)
     if report.last_run:
         run = report.last_run
         console.print(f"last run: {run['status']}, started {_when(run['started_at'])}")

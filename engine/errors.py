@@ -7,6 +7,7 @@
     │   └── ModelMismatchError the store's vectors come from another model
     ├── ModelUnavailableError  model weights cannot be found or loaded
     └── InputError             an input (file, page, image, record) is unusable
+        └── FetchError         a URL could not be fetched (network, HTTP status, limits, robots.txt)
 
 Library code raises these; only the CLI turns them into messages and exit codes.
 """
@@ -45,3 +46,16 @@ class InputError(EngineError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class FetchError(InputError):
+    """A URL could not be fetched; ``status`` is the HTTP status when one came back.
+
+    ``outcome`` is how the crawl files it: ``gone`` (404/410: the page was removed),
+    ``skipped`` (robots.txt disallows it), else ``failed``.
+    """
+
+    def __init__(self, source: str, reason: str, status: int | None = None, skipped: bool = False):
+        super().__init__(source, reason)
+        self.status = status
+        self.outcome = "skipped" if skipped else "gone" if status in (404, 410) else "failed"

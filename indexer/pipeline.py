@@ -1,8 +1,10 @@
-"""The indexing run: sources → prepare (background thread) → embed → write, with progress.
+"""The indexing run: a producer → prepare (background thread) → embed → write, with progress.
 
-Preparation (reading, trafilatura, image decoding) runs in a thread that feeds a
-bounded queue, so it overlaps the encoders; the main thread embeds batches and
-commits each page in its own short transaction. Interrupted or killed, a run loses
+A producer (local inputs, or the crawler in indexer/crawl.py) runs in a thread and
+feeds a bounded queue with prepared pages, so reading, fetching, trafilatura and image
+decoding overlap the encoders; the main thread embeds batches and is the one writer:
+it commits each page in its own short transaction, and the producer's bookkeeping (a
+crawl's frontier) in order with the pages around it. Interrupted or killed, a run loses
 at most the pages not yet committed; the next run skips what is stored.
 """
 
@@ -15,10 +17,10 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from engine.config import Config
 from engine.errors import InputError
@@ -32,6 +34,69 @@ from indexer.write import known_source, put_topic_scores, write_page
 
 _DONE = object()
 SAVE_EVERY_SECONDS = 60.0
+Emit = Callable[[object], None]
+
+
+@dataclass
+class Bookkeeping:
+    """A producer's state change (e.g. a crawl's frontier), committed by the writer in queue order.
+
+    Not a page; it may stand for one (``outcome``: counted in the report's pages, e.g.
+    ``not_modified`` or ``gone``) and carry failures to record.
+    """
+
+    apply: Callable[[Connection], None] | None = None
+    outcome: str | None = None
+    failures: list[InputFailure] = field(default_factory=list)
+    checkpoint: bool = False  # save the FAISS files once committed (e.g. a crawl round ended)
+    label: str = ""  # shown as progress
+
+
+class Producer(Protocol):
+    """Where a run's pages come from. ``produce`` runs in the producer thread."""
+
+    def estimate(self) -> int:
+        """Pages expected so far (for progress; may grow while producing)."""
+        ...
+
+    def produce(self, store: Store, config: Config, emit: Emit, stop: threading.Event) -> None:
+        """Emit PreparedPage, UnchangedPage, InputFailure or Bookkeeping items until done or ``stop``."""
+        ...
+
+
+class LocalInputs:
+    """Saved-page folders, HTML files and WARC/ARC archives (indexer/sources.py)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = list(paths)
+        self._total: int | None = None
+
+    def estimate(self) -> int:
+        if self._total is None:
+            self._total = count_pages(self.paths)
+        return self._total
+
+    def produce(self, store: Store, config: Config, emit: Emit, stop: threading.Event) -> None:
+        limits = Limits(config.index.max_page_bytes, config.index.max_image_bytes)
+        with store.reading() as conn:
+
+            def stored_raw_hash(url: str) -> str | None:
+                known = known_source(conn, url)
+                return None if known is None else known[0]
+
+            for page in iter_inputs(self.paths, limits):
+                if stop.is_set():
+                    return
+                if isinstance(page, InputFailure):
+                    emit(page)
+                    continue
+                try:
+                    result = prepare(page, config.index, stored_raw_hash)
+                except InputError as exc:
+                    result = InputFailure("page", page.origin, exc.reason)
+                except Exception as exc:  # noqa: BLE001 - one bad page must not end the run
+                    result = InputFailure("page", page.origin, f"unexpected {type(exc).__name__}: {exc}")
+                emit(result)
 
 
 @dataclass
@@ -66,20 +131,28 @@ def run_index(
     config: Config,
     embedder_factory: Callable[[dict[int, np.ndarray]], BatchEmbedder],
     topic_ids: dict[str, int],
-    paths: list[Path],
+    producer: Producer | list[Path],
     on_progress: Callable[[Progress], None] | None = None,
+    stop_requested: threading.Event | None = None,
 ) -> IndexReport:
-    """Index ``paths`` for ``topic_ids`` into ``store`` (which must hold the write lock)."""
+    """Index what ``producer`` yields (or the inputs under a list of paths) for ``topic_ids``.
+
+    ``store`` must hold the write lock. Setting ``stop_requested`` ends the run after the
+    batch being written (the report says interrupted); KeyboardInterrupt ends it at once,
+    losing only the page being written.
+    """
+    if not hasattr(producer, "produce"):
+        producer = LocalInputs(list(producer))
     report = IndexReport()
     started = time.time()
     run_id = _start_run(store, started)
-    total = count_pages(paths)
+    total = producer.estimate()
     items: queue.Queue = queue.Queue(maxsize=2 * config.index.docs_per_batch)
     stop = threading.Event()
-    producer = threading.Thread(
-        target=_produce, args=(store, config, paths, items, stop), name="engine-prepare", daemon=True
+    producer_thread = threading.Thread(
+        target=_produce, args=(producer, store, config, items, stop), name="engine-prepare", daemon=True
     )
-    producer.start()
+    producer_thread.start()
     last_save = time.time()
     done = 0
     run_status = "failed"  # what the run row says if an error ends it
@@ -89,62 +162,99 @@ def run_index(
         _score_unscored(store, embedder, list(topic_ids.values()))
         finished = False
         while not finished:
-            batch, finished = _next_batch(items, config.index.docs_per_batch)
-            prepared: list[PreparedPage] = []
-            for item in batch:
-                if isinstance(item, InputFailure):
-                    report.pages["failed"] += 1
-                    report.failures.append(item)
-                    _record_failures(store, run_id, [item])
-                elif isinstance(item, UnchangedPage):
-                    report.pages["unchanged"] += 1
-                else:
-                    prepared.append(item)
-            if prepared:
-                _write_batch(store, embedder, prepared, report, run_id)
-            done += len(batch)
+            batch, finished = _next_batch(items, config.index.docs_per_batch, stop_requested)
+            done += _write_in_order(store, embedder, batch, report, run_id)
             if on_progress and batch:
-                total = max(total, done)
+                total = max(producer.estimate(), done)
                 on_progress(Progress(done, total, _origin(batch[-1])))
             if time.time() - last_save > SAVE_EVERY_SECONDS:
                 store.save_indexes()
                 last_save = time.time()
-        run_status = "done"
+            if stop_requested is not None and stop_requested.is_set():
+                report.interrupted = True
+                break
+        run_status = "interrupted" if report.interrupted else "done"
     except KeyboardInterrupt:
         report.interrupted = True
         run_status = "interrupted"
     finally:
         stop.set()
         _drain(items)
-        producer.join(timeout=10)
+        producer_thread.join(timeout=10)
         report.seconds = time.time() - started
         store.save_indexes()
         _finish_run(store, run_id, report, run_status)
     return report
 
 
-def _produce(store: Store, config: Config, paths: list[Path], items: queue.Queue, stop: threading.Event) -> None:
-    limits = Limits(config.index.max_page_bytes, config.index.max_image_bytes)
+def _write_in_order(store: Store, embedder: BatchEmbedder, batch: list, report: IndexReport, run_id: int) -> int:
+    """Write a batch's pages and bookkeeping in queue order; return how many pages it held.
+
+    Pages next to each other are embedded together; bookkeeping waits for the pages
+    before it to commit, and pages wait for the bookkeeping before them.
+    """
+    pages = 0
+    prepared: list[PreparedPage] = []
+    books: list[Bookkeeping] = []
+    for item in batch:
+        if isinstance(item, _ProducerFailed):
+            raise item.error
+        if isinstance(item, Bookkeeping):
+            if prepared:
+                _write_batch(store, embedder, prepared, report, run_id)
+                prepared = []
+            books.append(item)
+            pages += item.outcome is not None
+            continue
+        if books:
+            _commit_bookkeeping(store, books, report, run_id)
+            books = []
+        pages += 1
+        if isinstance(item, InputFailure):
+            report.pages["failed"] += 1
+            report.failures.append(item)
+            _record_failures(store, run_id, [item])
+        elif isinstance(item, UnchangedPage):
+            report.pages["unchanged"] += 1
+        else:
+            prepared.append(item)
+    if prepared:
+        _write_batch(store, embedder, prepared, report, run_id)
+    if books:
+        _commit_bookkeeping(store, books, report, run_id)
+    return pages
+
+
+def _commit_bookkeeping(store: Store, books: list[Bookkeeping], report: IndexReport, run_id: int) -> None:
+    now = time.time()
+    with store.transaction() as conn:
+        for book in books:
+            if book.apply is not None:
+                book.apply(conn)
+            if book.failures:
+                conn.execute(
+                    insert(failures),
+                    [{"run_id": run_id, "kind": f.kind, "input": f.origin, "reason": f.reason, "created_at": now}
+                     for f in book.failures],
+                )
+    for book in books:
+        if book.outcome:
+            report.pages[book.outcome] += 1
+        report.failures.extend(book.failures)
+    if any(book.checkpoint for book in books):
+        store.save_indexes()
+
+
+@dataclass
+class _ProducerFailed:
+    error: BaseException
+
+
+def _produce(producer: Producer, store: Store, config: Config, items: queue.Queue, stop: threading.Event) -> None:
     try:
-        with store.reading() as conn:
-
-            def stored_raw_hash(url: str) -> str | None:
-                known = known_source(conn, url)
-                return None if known is None else known[0]
-
-            for page in iter_inputs(paths, limits):
-                if stop.is_set():
-                    return
-                if isinstance(page, InputFailure):
-                    _put(items, page, stop)
-                    continue
-                try:
-                    result = prepare(page, config.index, stored_raw_hash)
-                except InputError as exc:
-                    result = InputFailure("page", page.origin, exc.reason)
-                except Exception as exc:  # noqa: BLE001 - one bad page must not end the run
-                    result = InputFailure("page", page.origin, f"unexpected {type(exc).__name__}: {exc}")
-                _put(items, result, stop)
+        producer.produce(store, config, lambda item: _put(items, item, stop), stop)
+    except Exception as exc:  # noqa: BLE001 - re-raised by the writer, so the run fails saying why
+        _put(items, _ProducerFailed(exc), stop)
     finally:
         _put(items, _DONE, stop, force=True)
 
@@ -169,9 +279,15 @@ def _drain(items: queue.Queue) -> None:
         pass
 
 
-def _next_batch(items: queue.Queue, size: int) -> tuple[list, bool]:
-    """Up to ``size`` items: waits for the first, then takes what is ready."""
-    first = items.get()
+def _next_batch(items: queue.Queue, size: int, stop_requested: threading.Event | None = None) -> tuple[list, bool]:
+    """Up to ``size`` items: waits for the first (or a stop request), then takes what is ready."""
+    while True:
+        try:
+            first = items.get(timeout=0.25) if stop_requested is not None else items.get()
+            break
+        except queue.Empty:
+            if stop_requested.is_set():
+                return [], False
     if first is _DONE:
         return [], True
     batch = [first]
@@ -194,6 +310,8 @@ def _write_batch(store: Store, embedder: BatchEmbedder, prepared: list[PreparedP
         try:
             with store.transaction() as conn:
                 outcome = write_page(store, conn, page)
+                if page.page.on_commit is not None:
+                    page.page.on_commit(conn)  # the producer's state for this page, in the same commit
         except BaseException:
             store.discard_uncommitted()
             raise
@@ -261,6 +379,8 @@ def _record_failures(store: Store, run_id: int, items: list[InputFailure]) -> No
 
 
 def _origin(item: object) -> str:
+    if isinstance(item, Bookkeeping):
+        return item.label
     page = getattr(item, "page", item)
     return str(getattr(page, "origin", ""))
 

@@ -87,3 +87,5 @@ def _read(page: PageInput, src: str, where: str) -> bytes | None:
         return page.resolve(src)
     except OSError as exc:
         raise InputError(where, f"unreadable: {exc.strerror or exc}") from exc
+    except InputError as exc:  # a resolver that fetches says why it could not (HTTP 404, timeout, ...)
+        raise InputError(where, exc.reason) from exc

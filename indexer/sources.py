@@ -11,8 +11,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 from urllib.parse import unquote, urljoin, urlsplit
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
@@ -34,6 +37,8 @@ class PageInput:
     http_status: int | None = None
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Run by the writer inside the page's own transaction (a crawl marks its URL fetched).
+    on_commit: Callable[[Connection], None] | None = None
 
 
 @dataclass

@@ -16,6 +16,9 @@ from engine.store.schema import (
     SPACE_TABLE,
     TEXT_SPACE,
     chunks,
+    crawl_topics,
+    crawl_url_topics,
+    crawl_urls,
     document_images,
     documents,
     embeddings,
@@ -36,6 +39,12 @@ class TopicStatus:
     images: int
     chunks: int
     last_update: float | None
+    # The crawl (engine index --topics without --from): when its last round ended, when
+    # --watch runs the next, its URLs by status, and why the failed/gone/skipped ones were.
+    last_crawl: float | None = None
+    next_crawl: float | None = None
+    urls: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +90,7 @@ def store_status(store: Store, topic_min_similarity: float) -> StatusReport:
                     ).scalar(),
                 )
             )
+            _add_crawl_status(conn, topic_id, per_topic[-1])
         last = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
         with_clip = select(embeddings.c.item_id).where(embeddings.c.space == CLIP_IMAGE_SPACE)
         report = StatusReport(
@@ -114,6 +124,34 @@ def store_status(store: Store, topic_min_similarity: float) -> StatusReport:
                 "summary": json.loads(last["summary"]) if last["summary"] else None,
             }
     return report
+
+
+def _add_crawl_status(conn, topic_id: int, status: TopicStatus) -> None:  # noqa: ANN001 - Connection
+    row = conn.execute(select(crawl_topics).where(crawl_topics.c.topic_id == topic_id)).mappings().first()
+    if row is not None:
+        status.last_crawl = row["last_crawl_at"]
+        status.next_crawl = row["next_crawl_at"]
+        for provider, reason in json.loads(row["discovery_errors"] or "{}").items():
+            key = f"discovery {provider}: {_reason_head(reason)}"
+            status.errors[key] = status.errors.get(key, 0) + 1
+    of_topic = select(crawl_url_topics.c.url_id).where(crawl_url_topics.c.topic_id == topic_id)
+    rows = conn.execute(
+        select(crawl_urls.c.status, crawl_urls.c.last_error, func.count())
+        .where(crawl_urls.c.id.in_(of_topic), crawl_urls.c.kind == "page")
+        .group_by(crawl_urls.c.status, crawl_urls.c.last_error)
+    )
+    for url_status, error, n in rows:
+        status.urls[url_status] = status.urls.get(url_status, 0) + n
+        if error:
+            key = f"{url_status}: {_reason_head(error)}"
+            status.errors[key] = status.errors.get(key, 0) + n
+    status.errors = dict(sorted(status.errors.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _reason_head(reason: str) -> str:
+    """The stable part of a reason ("HTTP 503", "timeout", "robots.txt"), without URLs and numbers."""
+    head = reason.split(":", 1)[0].strip()
+    return head if len(head) <= 60 else head[:59] + "…"
 
 
 @dataclass

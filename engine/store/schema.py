@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 # Oldest first. The store refuses to open a revision not listed here (a newer engine wrote it).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 # Vector spaces: one FAISS index each; FAISS ids are the row ids of the named table.
@@ -180,4 +180,53 @@ failures = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_failures_run_id", "run_id"),
+)
+
+# -- the crawl frontier (migration 0003) ----------------------------------------------------
+
+crawl_urls = Table(
+    "crawl_urls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # courlan-normalised, the same key as sources.canonical_url for pages.
+    Column("canonical_url", String, nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("kind", String, nullable=False),  # page | image
+    Column("page_url", Text),  # for an image: the page it is stored with
+    # queued | fetched | not_modified | failed | gone | skipped (see indexer/frontier.py)
+    Column("status", String, nullable=False),
+    Column("http_status", Integer),
+    # Validators of the last 200 answer, sent back as If-None-Match / If-Modified-Since.
+    Column("etag", String),
+    Column("last_modified", String),
+    Column("attempts", Integer, nullable=False),  # failures in a row
+    Column("last_error", Text),
+    Column("discovered_at", Float, nullable=False),
+    Column("checked_at", Float),  # when the crawl last settled it, whatever the outcome
+    Column("fetched_at", Float),  # when a body last came back (200)
+    Index("ix_crawl_urls_status", "status"),
+)
+
+crawl_url_topics = Table(
+    "crawl_url_topics",
+    metadata,
+    Column("url_id", Integer, ForeignKey("crawl_urls.id", ondelete="CASCADE"), nullable=False),
+    Column("topic_id", Integer, ForeignKey("topics.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String),
+    Column("rank", Integer),
+    Column("discovered_at", Float, nullable=False),
+    PrimaryKeyConstraint("url_id", "topic_id"),
+    Index("ix_crawl_url_topics_topic_id", "topic_id"),
+)
+
+crawl_topics = Table(
+    "crawl_topics",
+    metadata,
+    Column("topic_id", Integer, ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
+    # A round (discovery, then every URL of the topic settled) is unfinished while
+    # last_crawl_at < round_started_at; the next run resumes it.
+    Column("round_started_at", Float),
+    Column("last_crawl_at", Float),
+    Column("next_crawl_at", Float),  # set by --watch: when the next round is due
+    Column("discovery_errors", Text),  # JSON {provider: reason} of the round's discovery
 )
