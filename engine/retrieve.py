@@ -54,10 +54,37 @@ class Ranking:
     filtered_to: int | None = None  # how many chunks the filters allowed (None: no filter)
 
 
-def fts_query(query: str) -> str | None:
+# In a large store, a word found in more than this share of passages ("how", "the", "is")
+# adds almost nothing to BM25 (its IDF is near zero) but makes FTS5 score most of the
+# store; such words are left out of the query. Small stores keep every word.
+COMMON_WORD_SHARE = 0.1
+PRUNE_FROM_PASSAGES = 2000
+
+
+def query_words(query: str) -> list[str]:
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+
+
+def fts_query(query: str | list[str]) -> str | None:
     """The words of ``query`` as an FTS5 OR-query of quoted terms (None if it has no words)."""
-    words = dict.fromkeys(w.lower() for w in _WORD.findall(query))
+    words = query_words(query) if isinstance(query, str) else query
     return " OR ".join(f'"{w}"' for w in words) or None
+
+
+def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
+    """``words`` without the ones too common in this store to matter (all of them if all are)."""
+    passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0
+    if passages < PRUNE_FROM_PASSAGES or len(words) < 2:
+        return words
+    cap = int(COMMON_WORD_SHARE * passages)
+    # Counting stops at the cap, so a very common word costs no more than a rare one.
+    count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
+    kept = [w for w in words if conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() < cap]
+    if kept:
+        return kept
+    # Every word is common: keep the rarest, counted further.
+    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": passages}).scalar() for w in words}
+    return [min(words, key=counts.__getitem__)]
 
 
 def allowed_chunk_ids(conn: Connection, filters: Filters, topic_min_similarity: float) -> np.ndarray | None:
@@ -96,9 +123,10 @@ def dense_ranking(index: VectorIndex, query_vector: np.ndarray, k: int, allowed:
 
 
 def bm25_ranking(conn: Connection, query: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-    match = fts_query(query)
-    if match is None:
+    words = query_words(query)
+    if not words:
         return []
+    match = fts_query(distinctive_words(conn, words))
     rows = conn.execute(
         text("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH :q ORDER BY rank LIMIT :k"),
         # A filter can reject most BM25 hits: read deeper, then keep the allowed ones.

@@ -278,3 +278,23 @@ def test_images_only_answers_with_cited_captioned_images(clip_store, text_encode
         assert image.sentence == n and image.generated_caption == "a generated caption"
         assert result.summary[n].text == "a generated caption"
         assert result.summary[n].citations == [image.source]
+
+
+def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp_path):
+    from engine.retrieve import PRUNE_FROM_PASSAGES, distinctive_words
+    from engine.store.store import Store
+
+    with Store(tmp_path) as store, store.transaction() as conn:
+        conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
+        rows = [
+            {"id": n + 1, "text": "common words here" + (" usual" if n % 3 else "") + (" rare" if n == 5 else "")}
+            for n in range(PRUNE_FROM_PASSAGES)
+        ]
+        conn.execute(
+            text("INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
+                 "VALUES (:id, 1, :id, :text, 0, 1, 1)"),
+            rows,
+        )
+        assert distinctive_words(conn, ["common", "rare"]) == ["rare"]
+        assert distinctive_words(conn, ["common", "usual"]) == ["usual"]  # all common: the rarest stays
+        assert distinctive_words(conn, ["common"]) == ["common"]
