@@ -73,38 +73,45 @@ def relevance_cutoff(store: Store, encoder: TextEncoder, topic_min_similarity: f
 def calibrate(store: Store, encoder: TextEncoder, topic_min_similarity: float) -> Calibration:
     rng = np.random.default_rng(SEED)
     with store.reading() as conn:
-        rows = conn.execute(
-            select(chunks.c.id, chunks.c.document_id, chunks.c.text, documents.c.language).join(
-                documents, documents.c.id == chunks.c.document_id
-            )
-        ).all()
+        rows = conn.execute(select(chunks.c.id, chunks.c.document_id).order_by(chunks.c.id)).all()
         linked = conn.execute(
             select(topic_documents.c.document_id, topic_documents.c.topic_id).where(
                 topic_documents.c.score >= topic_min_similarity
             )
         ).all()
-    topics_of: dict[int, set[int]] = {}
-    for document_id, topic_id in linked:
-        topics_of.setdefault(document_id, set()).add(topic_id)
-    document_ids = np.array([r.document_id for r in rows], dtype=np.int64)
-    if len(set(document_ids.tolist())) < MIN_DOCUMENTS:
-        return Calibration(None, encoder.name, len(rows), 0, 0)
-    sample = rng.permutation(len(rows))[:MAX_QUESTIONS]
+        chunk_ids = np.array([r.id for r in rows], dtype=np.int64)
+        document_ids = np.array([r.document_id for r in rows], dtype=np.int64)
+        if len(np.unique(document_ids)) < MIN_DOCUMENTS:
+            return Calibration(None, encoder.name, len(rows), 0, 0)
+        sample = rng.permutation(len(rows))[:MAX_QUESTIONS]
+        texts = {
+            r.id: (r.text, r.language)
+            for r in conn.execute(
+                select(chunks.c.id, chunks.c.text, documents.c.language)
+                .join(documents, documents.c.id == chunks.c.document_id)
+                .where(chunks.c.id.in_([int(chunk_ids[n]) for n in sample]))
+            )
+        }
     questions, owners = [], []
     for n in sample:
-        sentences = [s for s, _, _ in split_sentences(rows[n].text, rows[n].language) if len(s.split()) >= 6]
+        text, language = texts[int(chunk_ids[n])]
+        sentences = [s for s, _, _ in split_sentences(text, language) if len(s.split()) >= 6]
         if sentences:
             questions.append(" ".join(sentences[rng.integers(len(sentences))].split()[:QUESTION_WORDS]))
             owners.append(int(n))
     if not questions:
         return Calibration(None, encoder.name, len(rows), 0, 0)
+    on_topic = _topic_matrix(document_ids, linked)
     question_vectors = encoder.encode(questions)
     picks = []
     for owner in owners:
-        others = _unrelated(document_ids, topics_of, int(document_ids[owner]))
-        picks.append(rng.choice(others, size=min(NEGATIVES_PER_QUESTION, len(others)), replace=False))
+        others = _unrelated(document_ids, on_topic, owner)
+        if len(others) > 10 * NEGATIVES_PER_QUESTION:  # large store: sampling with replacement is as good, and cheap
+            picks.append(others[rng.integers(len(others), size=NEGATIVES_PER_QUESTION)])
+        else:
+            picks.append(rng.choice(others, size=min(NEGATIVES_PER_QUESTION, len(others)), replace=False))
     needed = sorted({int(i) for p in picks for i in p} | set(owners))
-    vectors = store.read_vectors(TEXT_SPACE, [rows[i].id for i in needed], encoder.dim)
+    vectors = store.read_vectors(TEXT_SPACE, chunk_ids[needed], encoder.dim)
     position = {row: n for n, row in enumerate(needed)}
     negatives, positives = [], []
     for question, owner, picked in zip(question_vectors, owners, picks):
@@ -126,13 +133,24 @@ def quantile_for(passages: int) -> float:
     return float(np.clip(100 * (1 - 1 / max(passages, 1)), MIN_QUANTILE, MAX_QUANTILE))
 
 
-def _unrelated(document_ids: np.ndarray, topics_of: dict[int, set[int]], owner: int) -> np.ndarray:
-    """Rows of chunks from documents sharing no topic with ``owner`` (else: any other document)."""
-    own_topics = topics_of.get(owner, set())
-    other = document_ids != owner
-    if not own_topics:
+def _topic_matrix(document_ids: np.ndarray, linked: list) -> np.ndarray:  # noqa: ANN001 - rows
+    """Boolean (chunks x topics): whether each chunk's document is linked to each topic."""
+    topic_ids = sorted({t for _, t in linked})
+    column = {t: n for n, t in enumerate(topic_ids)}
+    by_document = np.zeros((int(document_ids.max()) + 1, max(len(topic_ids), 1)), dtype=bool)
+    for document_id, topic_id in linked:
+        if document_id <= document_ids.max():
+            by_document[document_id, column[topic_id]] = True
+    return by_document[document_ids]
+
+
+def _unrelated(document_ids: np.ndarray, on_topic: np.ndarray, owner: int) -> np.ndarray:
+    """Rows of chunks from documents sharing no topic with row ``owner``'s (else: any other document)."""
+    other = document_ids != document_ids[owner]
+    own_topics = on_topic[owner]
+    if not own_topics.any():
         return np.flatnonzero(other)
-    unrelated = np.array([not (topics_of.get(int(d), set()) & own_topics) for d in document_ids]) & other
+    unrelated = other & ~on_topic[:, own_topics].any(axis=1)
     return np.flatnonzero(unrelated) if unrelated.any() else np.flatnonzero(other)
 
 
