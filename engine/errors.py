@@ -6,6 +6,7 @@
     │   ├── SchemaTooNewError  the store was written by a newer engine
     │   └── ModelMismatchError the store's vectors come from another model
     ├── ModelUnavailableError  model weights cannot be found or loaded
+    ├── GenerationError        a text generator (local model, HTTP endpoint) failed or answered unusably
     └── InputError             an input (file, page, image, record) is unusable
         └── FetchError         a URL could not be fetched (network, HTTP status, limits, robots.txt)
 
@@ -37,6 +38,10 @@ class ModelMismatchError(StoreError):
 
 class ModelUnavailableError(EngineError):
     """Model weights cannot be found or loaded."""
+
+
+class GenerationError(EngineError):
+    """A text generator failed or answered unusably; the message names the model or URL and why."""
 
 
 class InputError(EngineError):
