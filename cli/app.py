@@ -35,6 +35,7 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 @app.callback()
@@ -144,7 +145,7 @@ def ask(
     ),
     images_only: bool = typer.Option(False, "--images-only", help="Answer with images and their captions only."),
     explain: bool = typer.Option(False, "--explain", help="Show the scores behind each sentence and image."),
-    fmt: Format = typer.Option(Format.text, "--format", help="text, json or markdown."),
+    fmt: Format = typer.Option(Format.text, "--format", help="text, json, markdown or html (a self-contained page)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the answer to this file."),
 ) -> None:
     """Answer with a cited summary and the best-aligned images.
@@ -237,6 +238,7 @@ def reindex(
     ctx: typer.Context,
     images: bool = typer.Option(False, "--images", help="Compute missing CLIP vectors (after weights appear)."),
     text: bool = typer.Option(False, "--text", help="Re-embed all chunks with the configured text model."),
+    captions: bool = typer.Option(False, "--captions", help="Caption stored images that have none (caption.model)."),
 ) -> None:
     """Rebuild the FAISS indexes from SQLite, optionally computing vectors first.
 
@@ -246,7 +248,7 @@ def reindex(
 
     with knowledge_base(ctx) as kb:
         with progress_bar(err, "reindexing") as on_progress:
-            done = kb.reindex(images=images, text=text, on_progress=on_progress)
+            done = kb.reindex(images=images, text=text, on_progress=on_progress, captions=captions)
         for key, value in done.items():
             out.print(f"{key}: {value}")
 

@@ -23,6 +23,10 @@ def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bo
         text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     elif fmt == "markdown":
         text = ask_markdown(result, explain)
+    elif fmt == "html":
+        from cli.render_html import render_html
+
+        text = render_html(result)
     else:
         if console is not None:
             print_ask(console, result, explain)

@@ -74,6 +74,14 @@ class KnowledgeBase:
     def text_encoder(self) -> TextEncoder:
         return TextEncoder(self.config.text.model, self.config.text.batch_size)
 
+    @cached_property
+    def captioner(self):  # noqa: ANN201 - engine.encoders.caption.Captioner | None
+        """The captioning model when caption.model is set, else None (loaded on first use)."""
+        from engine.encoders.caption import Captioner
+
+        c = self.config.caption
+        return Captioner(c.model, c.batch_size, c.max_new_tokens) if c.model else None
+
     def clip_encoder(self) -> ClipEncoder | None:
         """The CLIP encoder if its weights can be had; else None, with a notice given once."""
         if not self.config.clip.enabled or self._clip_failed:
@@ -154,12 +162,15 @@ class KnowledgeBase:
                 store.index(CLIP_IMAGE_SPACE, clip.dim)
                 store.index(CLIP_TEXT_SPACE, clip.dim)
             vectors = text.encode(list(ids)) if ids else np.zeros((0, text.dim), np.float32)
+            if self.captioner is not None:
+                self.captioner.load()  # a configured model that cannot load stops the run before any page
             return BatchEmbedder(
                 text,
                 clip,
                 dict(zip(ids.values(), vectors)),
                 self.config.text.chunk_tokens,
                 self.config.text.chunk_overlap_tokens,
+                self.captioner,
             )
 
         try:
@@ -423,15 +434,18 @@ class KnowledgeBase:
         """Compare SQLite with the FAISS files and the image files; change nothing."""
         return check_store(self.store)
 
-    def reindex(self, images: bool = False, text: bool = False, on_progress: Callable | None = None) -> dict:
+    def reindex(
+        self, images: bool = False, text: bool = False, on_progress: Callable | None = None, captions: bool = False
+    ) -> dict:
         """Rebuild every FAISS index from SQLite; optionally (re)compute vectors first.
 
         Args:
             images: compute the CLIP vectors that are missing (images stored while CLIP
                 was unavailable), or all of them if the CLIP model changed.
             text: re-embed every chunk with the configured text model.
+            captions: caption the stored images that have no generated caption (caption.model).
         """
-        from engine.reembed import fill_missing_phashes, reembed_clip, reembed_text
+        from engine.reembed import fill_captions, fill_missing_phashes, reembed_clip, reembed_text
 
         store = self.store
         store.acquire_write_lock()
@@ -444,6 +458,10 @@ class KnowledgeBase:
                 if clip is None:
                     raise ModelUnavailableError(self._clip_failed or "CLIP is disabled (clip.enabled = false)")
                 done.update(reembed_clip(store, clip, on_progress))
+            if captions:
+                if self.captioner is None:
+                    raise ConfigError("reindex --captions needs caption.model (ENGINE_CAPTION_MODEL), a local captioning model")
+                done.update(fill_captions(store, self.captioner, on_progress))
             for space in (TEXT_SPACE, CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE):
                 dim = store.get_meta(f"dim.{space}")
                 if dim is not None:

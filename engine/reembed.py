@@ -95,6 +95,43 @@ def fill_missing_phashes(store: Store, on_progress: Callable | None = None) -> i
     return done
 
 
+def fill_captions(store: Store, captioner, on_progress: Callable | None = None) -> dict[str, int]:  # noqa: ANN001
+    """Caption the stored images that have no generated caption yet (``images.caption``).
+
+    Args:
+        captioner: an engine.encoders.caption.Captioner.
+
+    Returns:
+        {"captions": images captioned, "unreadable_images": files that could not be read}.
+    """
+    from PIL import Image
+
+    from indexer.images import THUMBNAIL_SIDE
+
+    with store.reading() as conn:
+        todo = conn.execute(select(images.c.id, images.c.path).where(images.c.caption.is_(None)).order_by(images.c.id)).all()
+    done = unreadable = 0
+    for start in range(0, len(todo), captioner.batch_size):
+        ids, pictures = [], []
+        for row in todo[start : start + captioner.batch_size]:
+            try:
+                with Image.open(store.root / row.path) as im:
+                    im.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # the size ingestion captions
+                    picture = im.convert("RGB")
+                picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                pictures.append(picture)
+                ids.append(row.id)
+            except OSError:
+                unreadable += 1  # `engine check` names the missing files
+        if ids:
+            rows = [{"row_id": i, "caption": c} for i, c in zip(ids, captioner.caption(pictures))]
+            with store.transaction() as conn:
+                conn.execute(update(images).where(images.c.id == bindparam("row_id")).values(caption=bindparam("caption")), rows)
+            done += len(rows)
+        _report(on_progress, start + captioner.batch_size, len(todo), "image captions")
+    return {"captions": done, "unreadable_images": unreadable}
+
+
 def _reset_space(store: Store, spaces: tuple[str, ...], model: str, dim: int) -> None:
     with store.transaction() as conn:
         for space in spaces:

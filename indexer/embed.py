@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.encoders.caption import Captioner
 from engine.encoders.clip import ClipEncoder
 from engine.encoders.text import TextEncoder
 from indexer.chunk import chunk_text
@@ -19,6 +20,7 @@ class BatchEmbedder:
         clip: the CLIP encoder, or None when its weights are unavailable.
         topic_vectors: {topic id: text-space vector} to score each page against.
         chunk_tokens, overlap_tokens: chunking budget (capped by the model's limit).
+        captioner: captions newly stored images when set (caption.model).
     """
 
     def __init__(
@@ -28,9 +30,11 @@ class BatchEmbedder:
         topic_vectors: dict[int, np.ndarray],
         chunk_tokens: int,
         overlap_tokens: int,
+        captioner: Captioner | None = None,
     ):
         self.text = text
         self.clip = clip
+        self.captioner = captioner
         self.topic_ids = list(topic_vectors)
         self.topic_matrix = np.stack(list(topic_vectors.values())) if topic_vectors else None
         self.max_tokens = min(chunk_tokens, text.max_tokens)
@@ -51,7 +55,10 @@ class BatchEmbedder:
         flat = [c for chunks in chunked for c in chunks]
         text_vectors = self.text.encode([c.text for c in flat])
         clip_text = self.clip.encode_passages([list(c.sentences) for c in flat]) if self.clip else None
-        image_vectors = self._embed_new_images(pages, stored_image_hashes)
+        new_images = self._new_images(pages, stored_image_hashes)
+        thumbnails = list(new_images.values())
+        image_vectors = dict(zip(new_images, self.clip.encode_images(thumbnails))) if self.clip and thumbnails else {}
+        captions = dict(zip(new_images, self.captioner.caption(thumbnails))) if self.captioner and thumbnails else {}
 
         out, start = [], 0
         for page, chunks in zip(pages, chunked):
@@ -73,24 +80,25 @@ class BatchEmbedder:
                         for _, data in page.images
                         if data.content_hash in image_vectors
                     },
+                    image_captions={
+                        data.content_hash: captions[data.content_hash] for _, data in page.images if data.content_hash in captions
+                    },
                     topic_scores=self.topic_scores(vectors),
                 )
             )
             start = stop
         return out
 
-    def _embed_new_images(self, pages: list[PreparedPage], stored: set[str]) -> dict[str, np.ndarray]:
-        if self.clip is None:
+    def _new_images(self, pages: list[PreparedPage], stored: set[str]) -> dict[str, object]:
+        """{content hash: thumbnail} of the images not stored yet, each once."""
+        if self.clip is None and self.captioner is None:
             return {}
         todo = {}
         for page in pages:
             for _, data in page.images:
                 if data.content_hash not in stored:
                     todo.setdefault(data.content_hash, data.thumbnail)
-        if not todo:
-            return {}
-        vectors = self.clip.encode_images(list(todo.values()))
-        return dict(zip(todo, vectors))
+        return todo
 
     def topic_scores(self, chunk_vectors: np.ndarray) -> dict[int, float]:
         """{topic id: best cosine similarity between the topic and any of the chunks}."""

@@ -49,6 +49,8 @@ class EmbeddedPage:
     images: list[tuple[ImageRef, ImageData]]
     # CLIP vectors of this page's images by content hash (only those newly embedded).
     image_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # Generated captions of this page's new images by content hash (when captioning is on).
+    image_captions: dict[str, str] = field(default_factory=dict)
     topic_scores: dict[int, float] = field(default_factory=dict)
 
 
@@ -131,7 +133,7 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
     outcome = WriteOutcome("updated" if previous is not None else "added", chunks_added=len(chunk_ids))
     starts = [c.start for c in item.chunks]
     for ref, data in item.images:
-        image_id, is_new = _image_row(store, conn, data, now)
+        image_id, is_new = _image_row(store, conn, data, now, item.image_captions.get(data.content_hash))
         if is_new:
             outcome.images_added += 1
         else:
@@ -174,7 +176,7 @@ def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float
     conn.execute(stmt.on_conflict_do_update(index_elements=[sources.c.canonical_url], set_=values))
 
 
-def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> tuple[int, bool]:
+def _image_row(store: Store, conn: Connection, data: ImageData, now: float, caption: str | None = None) -> tuple[int, bool]:
     """The image's row id, and whether it is new. A near-duplicate of a stored image
     (the same picture rescaled or recompressed) is linked to it, not stored again."""
     found = conn.execute(select(images.c.id).where(images.c.content_hash == data.content_hash)).scalar()
@@ -196,6 +198,7 @@ def _image_row(store: Store, conn: Connection, data: ImageData, now: float) -> t
             path=relpath,
             created_at=now,
             phash=data.phash,
+            caption=caption,
         )
     ).inserted_primary_key[0]
     store.remember_image_phash(image_id, data.phash)
