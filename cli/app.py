@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 
+from cli.eval_cmd import eval_app
 from engine.config import Config
 from engine.errors import ConfigError, EngineError
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the store's database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(eval_app, name="eval")
 out = Console(soft_wrap=True)  # never break a path or URL across lines
 err = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
