@@ -138,7 +138,12 @@ def ask(
     source: Optional[str] = typer.Option(None, "--source", help="Only pages whose URL contains this (e.g. a host)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only documents published on or after this date (YYYY-MM-DD)."),
     until: Optional[str] = typer.Option(None, "--until", help="Only documents published on or before this date."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Only documents in this language (e.g. en)."),
+    lang: Optional[str] = typer.Option(
+        None, "--lang", help="The answer's language (e.g. en): extractive answers quote only documents in it."
+    ),
+    abstractive: Optional[bool] = typer.Option(
+        None, "--abstractive/--extractive", help="Write the summary with the [generate] model (default: when one is set)."
+    ),
     min_score: Optional[str] = typer.Option(
         None, "--min-score", help="Relevance cutoff: a cosine similarity, 'auto' (calibrated) or 'off'."
     ),
@@ -161,7 +166,7 @@ def ask(
         if value is not None and not _is_iso_date(value):
             err.print(f"[bold red]ConfigError[/]: {name} {value!r} is not a date (YYYY-MM-DD)", highlight=False)
             raise typer.Exit(2)
-    filters = Filters(topic=topic, source=source, since=since, until=until, language=lang)
+    filters = Filters(topic=topic, source=source, since=since, until=until)
     with knowledge_base(ctx) as kb:
         result = kb.ask(
             question,
@@ -173,6 +178,8 @@ def ask(
             min_score=min_score,
             min_alignment=min_alignment,
             images_only=images_only,
+            abstractive=abstractive,
+            language=lang,
         )
         if out_file is not None:
             out_file.write_text(render_ask(result, fmt.value, None, explain), encoding="utf-8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +25,10 @@ from engine.retrieve import Filters
 from engine.store.health import CheckReport, StatusReport, check_store, store_status
 from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE
 from engine.store.store import Store
+
+
+# An abstractive summary is written from this many times max_sentences evidence sentences.
+EVIDENCE_FACTOR = 3
 
 
 class KnowledgeBase:
@@ -189,6 +194,8 @@ class KnowledgeBase:
         min_score: float | str | None = None,
         min_alignment: float | str | None = None,
         images_only: bool = False,
+        abstractive: bool | None = None,
+        language: str | None = None,
     ) -> AskResult:
         """Answer ``query`` with a cited summary and the images that align with it and its evidence.
 
@@ -201,6 +208,11 @@ class KnowledgeBase:
             min_alignment: drop images whose CLIP alignment is below this ("off": keep all).
             images_only: an image-only answer: the best-aligned images, each described by
                 its (generated) caption and cited.
+            abstractive: write the summary with the configured generator ([generate]) from the
+                cited evidence, keeping only sentences the evidence supports (default: on when
+                generate.model or generate.url is set).
+            language: the summary's language. Extractive summaries quote their sources, so
+                the evidence is restricted to documents in it; a generator writes in it.
         """
         from engine.summarize import STYLES
 
@@ -212,6 +224,10 @@ class KnowledgeBase:
         if style not in STYLES:
             raise ConfigError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
         filters = filters or Filters()
+        if abstractive is None:
+            abstractive = bool(self.config.generate.model or self.config.generate.url)
+        if language and not abstractive:
+            filters = replace(filters, language=language)
         detailed = style == "detailed"
         k = k or settings.k * (2 if detailed else 1)
         max_images = settings.max_images if max_images is None else max_images
@@ -232,6 +248,8 @@ class KnowledgeBase:
                 "reranker": settings.reranker or None,
                 "filters": {k_: v for k_, v in vars(filters).items() if v},
                 "images_only": images_only,
+                "abstractive": abstractive,
+                "language": language,
             },
         )
         if self.store.vector_version(TEXT_SPACE) == 0:
@@ -258,7 +276,11 @@ class KnowledgeBase:
                 self._images_only(query, query_vector, evidence_docs, max_images, alignment_floor, result)
         else:
             with timer("summarize"):
-                sentence_vectors = self._summarize(query_vector, evidence, by_chunk, max_sentences, result)
+                budget = max_sentences * EVIDENCE_FACTOR if abstractive else max_sentences
+                sentence_vectors = self._summarize(query_vector, evidence, by_chunk, budget, result)
+            if abstractive:
+                with timer("generate"):
+                    sentence_vectors = self._rewrite(query, query_vector, max_sentences, language, result)
             if max_images > 0:
                 with timer("images"):
                     self._illustrate(query, query_vector, sentence_vectors, evidence_docs, max_images, alignment_floor, result)
@@ -346,6 +368,47 @@ class KnowledgeBase:
             for i in picked
         ]
         return sentence_vectors[picked] if picked else np.zeros((0, self.text_encoder.dim), np.float32)
+
+    @cached_property
+    def summarizer(self):  # noqa: ANN201 - engine.generate.AbstractiveSummarizer, imported lazily
+        from engine.generate import AbstractiveSummarizer
+
+        return AbstractiveSummarizer(self.config.generate, self.text_encoder)
+
+    def _rewrite(self, query: str, query_vector: np.ndarray, max_sentences: int, language: str | None, result: AskResult) -> np.ndarray:
+        """Replace the extractive summary by the generator's, from a wider set of evidence sentences.
+
+        The extractive pass picked the evidence (MMR over ``EVIDENCE_FACTOR`` times the
+        sentences); the generator writes from it with [n] citations, and sentences the cited
+        evidence does not support are dropped or marked (engine/faithfulness.py).
+        """
+        evidence = [(s.text, s.citations[0]) for s in result.summary]
+        generated = self.summarizer.summarize(query, evidence, result.style, max_sentences, language)
+        by_number = {s.number: s.document_id for s in result.sources}
+        vectors = self.text_encoder.encode([g.text for g in generated.sentences])
+        chunk_of = [s.chunk_id for s in result.summary]
+        result.summary = [
+            SummarySentence(
+                g.text,
+                g.citations,
+                by_number.get(g.citations[0], 0) if g.citations else 0,
+                chunk_of[g.evidence] if g.evidence is not None else 0,
+                round(float(v @ query_vector), 4),
+                supported=g.supported,
+                support=round(g.similarity, 4),
+            )
+            for g, v in zip(generated.sentences, vectors)
+        ]
+        # Number the sources the generated text cites 1, 2, ... in order of first citation.
+        renumber = {n: new for new, n in enumerate(dict.fromkeys(n for s in result.summary for n in s.citations), 1)}
+        for sentence in result.summary:
+            sentence.citations = [renumber[n] for n in sentence.citations]
+        result.sources = sorted(
+            (replace(s, number=renumber[s.number]) for s in result.sources if s.number in renumber), key=lambda s: s.number
+        )
+        result.faithfulness = {"model": generated.model, **vars(generated.report)}
+        result.notices.extend(generated.notices)
+        return vectors if len(vectors) else np.zeros((0, self.text_encoder.dim), np.float32)
 
     def _cite(self, result: AskResult, document_ids: list[int]) -> dict[int, int]:
         """Number the cited documents [1], [2], ... in order of first citation; fill the source list."""

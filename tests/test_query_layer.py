@@ -298,3 +298,41 @@ def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp
         assert distinctive_words(conn, ["common", "rare"]) == ["rare"]
         assert distinctive_words(conn, ["common", "usual"]) == ["usual"]  # all common: the rarest stays
         assert distinctive_words(conn, ["common"]) == ["common"]
+
+
+# -- abstractive summaries through ask() ------------------------------------------------------------
+
+
+class _ScriptedGenerator:
+    """Stands in for the language model only: the faithfulness check that follows is real (MiniLM)."""
+
+    name = "scripted"
+
+    def __init__(self, answer_from_evidence):  # noqa: ANN001 - callable(user prompt) -> str
+        self.answer_from_evidence = answer_from_evidence
+
+    def complete(self, messages, max_new_tokens, temperature=0.0, seed=0):  # noqa: ANN001
+        return self.answer_from_evidence(messages[-1]["content"])
+
+
+def test_abstractive_answer_keeps_supported_cited_sentences_and_drops_the_rest(kb):
+    import re
+
+    from engine.config import GenerateConfig
+    from engine.generate import AbstractiveSummarizer
+
+    def answer(prompt: str) -> str:
+        # Restate the last evidence line it was given, citing its source, then invent something.
+        number, sentence = re.findall(r"^\[(\d+)\] (.+)$", prompt, re.MULTILINE)[-1]
+        return f"{sentence} [{number}] The moon is made of green cheese and sings at night [{number}]."
+
+    kb.__dict__["summarizer"] = AbstractiveSummarizer(GenerateConfig(model="scripted"), kb.text_encoder, _ScriptedGenerator(answer))
+    result = kb.ask("how is coffee roasted?", abstractive=True, max_images=0, max_sentences=2)
+    assert len(result.summary) == 1 and result.summary[0].supported is True
+    assert "cheese" not in result.summary[0].text
+    assert result.summary[0].citations == [1] and [s.number for s in result.sources] == [1]
+    report = result.faithfulness
+    assert report["model"] == "scripted" and report["generated"] == 2 and report["dropped"] == 1
+    assert any("1 of 2 generated sentences" in n for n in result.notices)
+    assert result.to_dict()["faithfulness"]["dropped"] == 1
+    assert "generate" in result.timings_ms
