@@ -94,7 +94,7 @@ def test_ask_reports_clip_score_parts_when_clip_vectors_exist(kb_clip, coffee_pa
     result = kb_clip.ask("coffee roasting", max_images=3)
     assert result.images
     for image in result.images:
-        assert set(image.parts) == {"context", "clip_topic", "clip_evidence"}
+        assert {"context", "clip_topic", "clip_evidence", "clip_context", "alignment"} == set(image.parts)
         assert all(-1.0 <= v <= 1.0 for v in image.parts.values())
 
 
