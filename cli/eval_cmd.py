@@ -44,11 +44,19 @@ class Space(str, Enum):
 
 
 def _options(dataset, images, from_store, out_dir, cache, no_cache, plots, as_json):  # noqa: ANN001, ANN202
-    return {"dataset": dataset, "images": images, "from_store": from_store, "out_dir": out_dir, "cache": cache,
-            "no_cache": no_cache, "plots": plots, "as_json": as_json}
+    return {
+        "dataset": dataset,
+        "images": images,
+        "from_store": from_store,
+        "out_dir": out_dir,
+        "cache": cache,
+        "no_cache": no_cache,
+        "plots": plots,
+        "as_json": as_json,
+    }
 
 
-def _run(ctx: typer.Context, task: str, opts: dict, work: Callable) -> None:
+def _run(ctx: typer.Context, task: str, opts: dict, work: Callable, embeds: bool = True) -> None:
     """Open the knowledge base and an Evaluator, run ``work(evaluator)``, render its result."""
     from cli.app import err, knowledge_base
     from cli.progress import progress_bar
@@ -57,8 +65,11 @@ def _run(ctx: typer.Context, task: str, opts: dict, work: Callable) -> None:
     with knowledge_base(ctx) as kb:
         cache_dir = None if opts["no_cache"] else (opts["cache"] or kb.config.store.path / "eval-cache")
         evaluator = Evaluator(kb, cache_dir=cache_dir)
-        with progress_bar(err, "embedding") as on_progress:
-            evaluator.on_progress = on_progress
+        if embeds:
+            with progress_bar(err, "embedding") as on_progress:
+                evaluator.on_progress = on_progress
+                result = work(evaluator)
+        else:
             result = work(evaluator)
         _render(result, opts["out_dir"] or Path(f"eval-{task}"), opts["plots"], opts["as_json"])
 
@@ -112,7 +123,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 # Options every dataset command shares (typer reads them from each signature).
 DatasetArg = typer.Argument(None, help=DATASET_HELP, show_default=False)
 ImagesOpt = typer.Option(None, "--images", help="Folder image paths are relative to (default: the dataset's folder).")
-FromStoreOpt = typer.Option(False, "--from-store", help="Evaluate the store's images against their alt text and captions.")
+FromStoreOpt = typer.Option(
+    False, "--from-store", help="Evaluate the store's images against their alt text and captions."
+)
 OutOpt = typer.Option(None, "--out", help="Folder for result.json and the plots (default: ./eval-<task>).")
 CacheOpt = typer.Option(None, "--cache", help="Embedding cache folder (default: <store>/eval-cache).")
 NoCacheOpt = typer.Option(False, "--no-cache", help="Keep embeddings in memory only.")
@@ -127,10 +140,14 @@ def pairs(
     dataset: Optional[Path] = DatasetArg,
     images: Optional[Path] = ImagesOpt,
     from_store: bool = FromStoreOpt,
-    negatives: int = typer.Option(20, "--negatives", "-k", min=1, help="K: negatives (other images' captions) per positive."),
+    negatives: int = typer.Option(
+        20, "--negatives", "-k", min=1, help="K: negatives (other images' captions) per positive."
+    ),
     seed: int = SeedOpt,
     min_alignment: Optional[str] = typer.Option(
-        None, "--min-alignment", help="Threshold to report besides the best one (default: config ask.min_alignment; 'off')."
+        None,
+        "--min-alignment",
+        help="Threshold to report besides the best one (default: config ask.min_alignment; 'off').",
     ),
     out_dir: Optional[Path] = OutOpt,
     cache: Optional[Path] = CacheOpt,
@@ -146,8 +163,14 @@ def pairs(
     Example: engine eval pairs examples/eval/captions.csv --negatives 20 --min-alignment 0.25
     """
     opts = _options(dataset, images, from_store, out_dir, cache, no_cache, plots, as_json)
-    _run(ctx, "pairs", opts, lambda evaluator: evaluator.pairs(
-        _dataset(evaluator, opts), negatives=negatives, seed=seed, min_alignment=min_alignment))
+    _run(
+        ctx,
+        "pairs",
+        opts,
+        lambda evaluator: evaluator.pairs(
+            _dataset(evaluator, opts), negatives=negatives, seed=seed, min_alignment=min_alignment
+        ),
+    )
 
 
 @eval_app.command("retrieval")
@@ -184,9 +207,19 @@ def retrieval(
     directions = DIRECTIONS if Direction.all in direction else tuple(dict.fromkeys(d.value for d in direction))
     strategies = STRATEGIES if Strategy.all in strategy else tuple(dict.fromkeys(s.value for s in strategy))
     opts = _options(dataset, images, from_store, out_dir, cache, no_cache, plots, as_json)
-    _run(ctx, "retrieval", opts, lambda evaluator: evaluator.retrieval(
-        _dataset(evaluator, opts), directions=directions, strategies=strategies, ks=_int_list(recall_at),
-        lead_sentences=lead_sentences, seed=seed))
+    _run(
+        ctx,
+        "retrieval",
+        opts,
+        lambda evaluator: evaluator.retrieval(
+            _dataset(evaluator, opts),
+            directions=directions,
+            strategies=strategies,
+            ks=_int_list(recall_at),
+            lead_sentences=lead_sentences,
+            seed=seed,
+        ),
+    )
 
 
 @eval_app.command("matrix")
@@ -210,8 +243,12 @@ def matrix(
     Example: engine eval matrix examples/eval/captions.csv --out eval-matrix
     """
     opts = _options(dataset, images, from_store, out_dir, cache, no_cache, plots, as_json)
-    _run(ctx, "matrix", opts, lambda evaluator: evaluator.matrix(
-        _dataset(evaluator, opts), max_images=max_images, strategy=strategy.value))
+    _run(
+        ctx,
+        "matrix",
+        opts,
+        lambda evaluator: evaluator.matrix(_dataset(evaluator, opts), max_images=max_images, strategy=strategy.value),
+    )
 
 
 @eval_app.command("index")
@@ -231,4 +268,6 @@ def index(
     Example: engine eval index --space text --sample 100 --k 10
     """
     opts = _options(None, None, False, out_dir, None, True, False, as_json)
-    _run(ctx, "index", opts, lambda evaluator: evaluator.index(space.value, sample=sample, k=k, seed=seed))
+    _run(
+        ctx, "index", opts, lambda evaluator: evaluator.index(space.value, sample=sample, k=k, seed=seed), embeds=False
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import subprocess
 import sys
 from collections import Counter
@@ -103,8 +102,11 @@ def test_usage_errors_exit_2_and_bad_data_exits_1(tmp_path, examples_dir):
     bad.write_text("image,caption\nnowhere.jpg,a caption\n")
     broken = runner.invoke(app, [*store, "eval", "pairs", str(bad)])
     assert broken.exit_code == 1 and "bad.csv:2: image 'nowhere.jpg' not found" in broken.output
-    no_clip = runner.invoke(app, [*store, "eval", "pairs", str(examples_dir / "eval" / "captions.csv")],
-                            env={"ENGINE_CLIP_ENABLED": "false"})
+    no_clip = runner.invoke(
+        app,
+        [*store, "eval", "pairs", str(examples_dir / "eval" / "captions.csv")],
+        env={"ENGINE_CLIP_ENABLED": "false"},
+    )
     assert no_clip.exit_code == 1
     assert "ModelUnavailableError" in no_clip.output and "--direction text-text" in no_clip.output
 
@@ -115,8 +117,14 @@ def test_usage_errors_exit_2_and_bad_data_exits_1(tmp_path, examples_dir):
 @pytest.mark.slow
 def test_pairs_figures_are_at_chance_with_random_weights(pairs_run):
     result, _ = pairs_run
-    assert result.counts == {"positives": 30, "negatives": 600, "pairs": 630, "images": 6, "captions": 30,
-                             "negatives_missing": 0}
+    assert result.counts == {
+        "positives": 30,
+        "negatives": 600,
+        "pairs": 630,
+        "images": 6,
+        "captions": 30,
+        "negatives_missing": 0,
+    }
     # No skill: each positive's rank among its 20 negatives is ~uniform, so ROC-AUC is about the
     # mean of 30 uniform draws: standard deviation 0.29 / sqrt(30) = 0.053. ±0.2 is ~3.8 of them.
     assert abs(result.roc_auc - 0.5) < 0.2
@@ -142,7 +150,9 @@ def test_pairs_json_names_its_settings_and_the_random_weights(pairs_run):
     assert data["models"]["clip"] == {"identity": "ViT-B-32/random-seed0", "random_weights": True}
     assert any("RANDOM" in w for w in data["warnings"])
     figures = data["figures"]
-    assert {"roc_auc", "roc_auc_ci95", "pr_auc", "best_f1", "best_accuracy", "at_min_alignment", "baselines"} <= set(figures)
+    assert {"roc_auc", "roc_auc_ci95", "pr_auc", "best_f1", "best_accuracy", "at_min_alignment", "baselines"} <= set(
+        figures
+    )
     assert {"threshold", "f1", "accuracy", "precision", "recall", "rule"} <= set(figures["best_f1"])
     assert data["throughput"]["pairs_scored"] == 630
 
@@ -156,8 +166,12 @@ def test_nothing_is_embedded_twice(pairs_run, tmp_path, examples_dir, text_encod
         evaluator = Evaluator(kb, cache_dir=cache_dir)  # a new process would see the same files
         again = evaluator.pairs(load_dataset(examples_dir / "eval" / "captions.csv"))
     assert sum(clip.calls.values()) == 0
-    assert again.throughput["image_embeddings"] == {"computed": 0, "from_cache": 6, "encoder_seconds": 0.0,
-                                                    "per_second": None}
+    assert again.throughput["image_embeddings"] == {
+        "computed": 0,
+        "from_cache": 6,
+        "encoder_seconds": 0.0,
+        "per_second": None,
+    }
     assert again.roc_auc == pairs_run[0].roc_auc
 
 
@@ -184,7 +198,9 @@ def test_caption_and_title_retrieval_with_the_text_model_show_real_skill(tmp_pat
     with open_kb(tmp_path, text_encoder, None, clip=False) as kb:  # no CLIP at all: text→text still works
         evaluator = Evaluator(kb)
         captions = evaluator.retrieval(load_dataset(examples_dir / "eval" / "captions.csv"), directions=("text-text",))
-        articles = evaluator.retrieval(load_dataset(examples_dir / "eval" / "articles.jsonl"), directions=("text-text",))
+        articles = evaluator.retrieval(
+            load_dataset(examples_dir / "eval" / "articles.jsonl"), directions=("text-text",)
+        )
     [caption] = captions.rankings
     assert (caption.queries, caption.candidates) == (30, 29)
     # Chance: 4 right answers among 29 others, MRR 0.33 and R@1 0.14. MiniLM finds a caption of the same image first.
@@ -192,7 +208,9 @@ def test_caption_and_title_retrieval_with_the_text_model_show_real_skill(tmp_pat
     assert caption.mrr > 0.8 and caption.recall[1] > 0.7
     assert caption.mrr_ci95[0] > caption.chance_mrr + 0.3
     assert [r.name for r in articles.rankings] == [
-        "title→text (lead)", "title→text (sentence max)", "title→text (whole text, chunked)"
+        "title→text (lead)",
+        "title→text (sentence max)",
+        "title→text (whole text, chunked)",
     ]
     for ranking in articles.rankings:
         assert ranking.mrr > 0.8 > ranking.chance_mrr + 0.3  # chance with 6 articles: 0.41
@@ -200,13 +218,19 @@ def test_caption_and_title_retrieval_with_the_text_model_show_real_skill(tmp_pat
 
 
 @pytest.mark.slow
-def test_image_retrieval_with_random_weights_is_near_chance(tmp_path, examples_dir, text_encoder, clip_encoder, cache_dir):
+def test_image_retrieval_with_random_weights_is_near_chance(
+    tmp_path, examples_dir, text_encoder, clip_encoder, cache_dir
+):
     with open_kb(tmp_path, text_encoder, clip_encoder) as kb:
         evaluator = Evaluator(kb, cache_dir=cache_dir)
-        pairs = evaluator.retrieval(load_dataset(examples_dir / "eval" / "captions.csv"),
-                                    directions=("text-image", "image-text"))
-        articles = evaluator.retrieval(load_dataset(examples_dir / "eval" / "articles.jsonl"),
-                                       directions=("text-image",), strategies=("title", "sentence_max"))
+        pairs = evaluator.retrieval(
+            load_dataset(examples_dir / "eval" / "captions.csv"), directions=("text-image", "image-text")
+        )
+        articles = evaluator.retrieval(
+            load_dataset(examples_dir / "eval" / "articles.jsonl"),
+            directions=("text-image",),
+            strategies=("title", "sentence_max"),
+        )
     to_image, to_caption = pairs.rankings
     assert (to_image.queries, to_image.candidates, to_caption.queries, to_caption.candidates) == (30, 6, 6, 30)
     # 30 caption queries over 6 images: chance MRR 0.41; reciprocal ranks spread ~0.3, so ±0.25 is > 4 SE.
@@ -242,7 +266,8 @@ def cli_encoders(monkeypatch, text_encoder, clip_encoder):
     import engine.kb
 
     monkeypatch.setattr(
-        engine.kb, "KnowledgeBase",
+        engine.kb,
+        "KnowledgeBase",
         functools.partial(engine.kb.KnowledgeBase, text_encoder=text_encoder, clip_encoder=clip_encoder),
     )
 
@@ -286,16 +311,31 @@ def test_cli_writes_json_and_plots(tmp_path, examples_dir, cli_encoders, cache_d
 def test_cli_evaluates_the_store_itself(tmp_path, store_copy, cli_encoders, cache_dir):
     """The store's images against their alt text and captions; its text index against exact search."""
     store = ["--store", str(store_copy)]
-    result = runner.invoke(app, [*store, "eval", "pairs", "--from-store", "--negatives", "5", "--cache", str(cache_dir),
-                                 "--out", str(tmp_path / "p"), "--no-plots"])
+    result = runner.invoke(
+        app,
+        [
+            *store,
+            "eval",
+            "pairs",
+            "--from-store",
+            "--negatives",
+            "5",
+            "--cache",
+            str(cache_dir),
+            "--out",
+            str(tmp_path / "p"),
+            "--no-plots",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "p" / "result.json").read_text())
     assert saved["dataset"]["kind"] == "pairs" and saved["dataset"]["name"].startswith("store ")
     assert saved["figures"]["counts"]["images"] == 6  # the six article photos; the logo has no alt text
     assert saved["figures"]["counts"]["negatives"] > 0
 
-    index = runner.invoke(app, [*store, "eval", "index", "--space", "text", "--sample", "50", "--out",
-                                str(tmp_path / "i")])
+    index = runner.invoke(
+        app, [*store, "eval", "index", "--space", "text", "--sample", "50", "--out", str(tmp_path / "i")]
+    )
     assert index.exit_code == 0, index.output
     figures = json.loads((tmp_path / "i" / "result.json").read_text())["figures"]
     assert figures["recall"]["10-recall@10"] == 1.0  # the store's index is exact: 1.0 is the right figure

@@ -130,8 +130,12 @@ def _store_with_vectors(root, n=300, dim=16):
 
 
 def _header():
-    return {"task": "index", "dataset": {"name": "test", "kind": "store", "space": "text"}, "settings": {},
-            "models": {}}
+    return {
+        "task": "index",
+        "dataset": {"name": "test", "kind": "store", "space": "text"},
+        "settings": {},
+        "models": {},
+    }
 
 
 def test_exact_index_has_full_recall_even_with_ties(tmp_path):
@@ -182,3 +186,70 @@ def test_index_of_an_empty_space_says_what_to_do(tmp_path):
 
     with Store(tmp_path / "store") as store, pytest.raises(InputError, match="run `engine index` first"):
         evaluate_index(store, "clip_image", _header())
+
+
+def _fake_sides(cache=None):
+    """Encoders without a model: a fixed random unit vector per item (no skill, no torch)."""
+    from engine.evaluate.embed import ImageSide
+
+    def unit(seed_text):
+        import hashlib
+
+        rng = np.random.default_rng(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
+        v = rng.normal(size=8).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    cache = cache or EmbeddingCache()
+    images = ImageSide(
+        "fake#image", lambda pictures: np.stack([unit(str(p.size) + str(p.getpixel((0, 0)))) for p in pictures]), cache
+    )
+    texts = TextSide("fake#text", lambda items: np.stack([unit(t) for t in items]), cache)
+    return images, texts
+
+
+def _pairs_header(task):
+    return {
+        "task": task,
+        "dataset": {"name": "tiny", "kind": "pairs"},
+        "settings": {"negatives": 20, "seed": 0},
+        "models": {},
+    }
+
+
+def test_a_single_image_gives_undefined_figures_not_a_crash(tmp_path, examples_dir):
+    from engine.evaluate.pairs import evaluate_pairs
+    from engine.evaluate.report import tables, write_outputs
+
+    (tmp_path / "a.jpg").write_bytes((examples_dir / "eval" / "images" / "coffee.jpg").read_bytes())
+    (tmp_path / "pairs.csv").write_text("image,caption\na.jpg,one\na.jpg,two\n")
+    images, texts = _fake_sides()
+    result = evaluate_pairs(load_dataset(tmp_path / "pairs.csv"), images, texts, _pairs_header("pairs"))
+    assert result.counts["negatives"] == 0 and result.counts["negatives_missing"] == 40
+    assert any("negatives missing" in note for note in result.notes)
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["figures"]["roc_auc"] is None and data["figures"]["roc_auc_ci95"] == [None, None]
+    written = write_outputs(result, tmp_path / "out")
+    assert {p.name for p in written} == {"result.json", "scores.csv", "roc.png", "scores.png"}
+    assert tables(result)
+
+
+def test_identical_files_under_two_names_are_one_image(tmp_path, examples_dir):
+    from engine.evaluate.pairs import evaluate_pairs
+
+    photo = (examples_dir / "eval" / "images" / "coffee.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(photo)
+    (tmp_path / "b.jpg").write_bytes(photo)
+    (tmp_path / "c.jpg").write_bytes((examples_dir / "eval" / "images" / "coins.jpg").read_bytes())
+    (tmp_path / "pairs.csv").write_text("image,caption\na.jpg,espresso\nb.jpg,a coffee cup\nc.jpg,coins\n")
+    images, texts = _fake_sides()
+    result = evaluate_pairs(load_dataset(tmp_path / "pairs.csv"), images, texts, _pairs_header("pairs"), negatives=2)
+    # "a coffee cup" is not a negative for a.jpg: it describes the same picture.
+    assert result.counts["images"] == 2 and result.counts["negatives"] == 4
+    negatives_of_coffee = {caption for image, caption, _ in result.pair_rows if image.endswith(("a.jpg", "b.jpg"))}
+    assert negatives_of_coffee == {"espresso", "a coffee cup", "coins"}
+    assert [label for (_, caption, _), label in zip(result.pair_rows, result.labels) if caption == "coins"] == [
+        False,
+        False,
+        True,
+    ]
+    assert images.stats.computed == 2

@@ -64,8 +64,13 @@ class PairDataset:
         return out
 
     def describe(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "pairs": len(self.pairs), "images": len(self.images()),
-                "captions": len(self.captions())}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "pairs": len(self.pairs),
+            "images": len(self.images()),
+            "captions": len(self.captions()),
+        }
 
 
 @dataclass
@@ -194,8 +199,15 @@ def _articles(path: Path, root: Path, rows: list[tuple[int, dict[str, str]]]) ->
     articles, problems, seen = [], [], {}
     for line, row in rows:
         where = f"{path.name}:{line}"
-        ident, title, text, image = _first(row, ID_KEYS), row.get("title", ""), row.get("text", ""), _first(row, IMAGE_KEYS)
-        problem = _missing(("id", ident), ("title", title), ("text", text), ("image", image)) or _not_a_file(root, image)
+        ident, title, text, image = (
+            _first(row, ID_KEYS),
+            row.get("title", ""),
+            row.get("text", ""),
+            _first(row, IMAGE_KEYS),
+        )
+        problem = _missing(("id", ident), ("title", title), ("text", text), ("image", image)) or _not_a_file(
+            root, image
+        )
         if not problem and ident in seen:
             problem = f"id {ident!r} repeats line {seen[ident]}"
         if problem:

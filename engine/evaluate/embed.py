@@ -26,8 +26,12 @@ class EmbedStats:
 
     def to_dict(self) -> dict:
         rate = self.per_second
-        return {"computed": self.computed, "from_cache": self.from_cache, "encoder_seconds": round(self.seconds, 3),
-                "per_second": None if rate is None else round(rate, 2)}
+        return {
+            "computed": self.computed,
+            "from_cache": self.from_cache,
+            "encoder_seconds": round(self.seconds, 3),
+            "per_second": None if rate is None else round(rate, 2),
+        }
 
 
 class TextSide:

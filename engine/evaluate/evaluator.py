@@ -1,12 +1,12 @@
 """The evaluation API: one method per `engine eval` command, on a KnowledgeBase's models.
 
-    from engine import Config, KnowledgeBase
-    from engine.evaluate import Evaluator, load_dataset
+from engine import Config, KnowledgeBase
+from engine.evaluate import Evaluator, load_dataset
 
-    with KnowledgeBase(Config.load()) as kb:
-        evaluator = Evaluator(kb, cache_dir=Path("eval-cache"))
-        result = evaluator.pairs(load_dataset(Path("examples/eval/captions.csv")), negatives=20)
-        print(result.to_dict()["figures"]["roc_auc"])
+with KnowledgeBase(Config.load()) as kb:
+    evaluator = Evaluator(kb, cache_dir=Path("eval-cache"))
+    result = evaluator.pairs(load_dataset(Path("examples/eval/captions.csv")), negatives=20)
+    print(result.to_dict()["figures"]["roc_auc"])
 """
 
 from __future__ import annotations
@@ -82,13 +82,26 @@ class Evaluator:
         if negatives < 1:
             raise ConfigError(f"--negatives must be at least 1, not {negatives}")
         threshold, origin = self._min_alignment(min_alignment)
-        settings = {"negatives": negatives, "seed": seed, "min_alignment": threshold,
-                    "min_alignment_origin": origin, "bootstrap_resamples": resamples,
-                    "score": "cosine(CLIP image, CLIP text)"}
+        settings = {
+            "negatives": negatives,
+            "seed": seed,
+            "min_alignment": threshold,
+            "min_alignment_origin": origin,
+            "bootstrap_resamples": resamples,
+            "score": "cosine(CLIP image, CLIP text)",
+        }
         began = self._begin()
         image, text = self._clip_sides()
-        result = evaluate_pairs(dataset, image, text, self._header("pairs", dataset, settings, clip=True),
-                                negatives, seed, threshold, resamples)
+        result = evaluate_pairs(
+            dataset,
+            image,
+            text,
+            self._header("pairs", dataset, settings, clip=True),
+            negatives,
+            seed,
+            threshold,
+            resamples,
+        )
         return self._finish(result, began, image=image, clip_text=text)
 
     def retrieval(
@@ -120,16 +133,20 @@ class Evaluator:
         image, clip_text = self._clip_sides() if needs_clip else (None, None)
         text = self._text_side() if "text-text" in directions else None
         sides = Sides(image, clip_text, text)
-        result = RetrievalResult(**self._header("retrieval", dataset, settings, clip=needs_clip,
-                                                text="text-text" in directions))
+        result = RetrievalResult(
+            **self._header("retrieval", dataset, settings, clip=needs_clip, text="text-text" in directions)
+        )
         if articles:
-            result.rankings = article_rankings(dataset, sides, directions, strategies, ks, seed, lead_sentences,
-                                               CHUNK_WORDS)
+            result.rankings = article_rankings(
+                dataset, sides, directions, strategies, ks, seed, lead_sentences, CHUNK_WORDS
+            )
         else:
             result.rankings = pair_rankings(dataset, sides, directions, ks, seed)
         if any(r.candidates <= max(ks) for r in result.rankings):
-            result.notes.append("Recall@K is trivially 1 where K reaches the number of candidates; "
-                                "compare every figure with its chance value")
+            result.notes.append(
+                "Recall@K is trivially 1 where K reaches the number of candidates; "
+                "compare every figure with its chance value"
+            )
         return self._finish(result, began, image=image, clip_text=clip_text, text=text)
 
     def matrix(
@@ -146,8 +163,16 @@ class Evaluator:
             settings.update(strategy=strategy, lead_sentences=lead_sentences, chunk_words=CHUNK_WORDS["clip"])
         began = self._begin()
         image, text = self._clip_sides()
-        result = evaluate_matrix(dataset, image, text, self._header("matrix", dataset, settings, clip=True),
-                                 max_images, strategy, lead_sentences, CHUNK_WORDS["clip"])
+        result = evaluate_matrix(
+            dataset,
+            image,
+            text,
+            self._header("matrix", dataset, settings, clip=True),
+            max_images,
+            strategy,
+            lead_sentences,
+            CHUNK_WORDS["clip"],
+        )
         return self._finish(result, began, image=image, clip_text=text)
 
     def index(self, space: str = "clip_image", sample: int = 200, k: int = 10, seed: int = 0) -> IndexResult:
@@ -158,12 +183,17 @@ class Evaluator:
             raise ConfigError("--sample and --k must be at least 1")
         store = self.kb.store
         model = store.get_meta(f"model.{space}")
-        header = {"task": "index", "dataset": {"name": f"store {store.root}", "kind": "store", "space": space},
-                  "settings": {"space": space, "sample": sample, "k": k, "seed": seed},
-                  "models": {space: {"identity": model}}}
+        header = {
+            "task": "index",
+            "dataset": {"name": f"store {store.root}", "kind": "store", "space": space},
+            "settings": {"space": space, "sample": sample, "k": k, "seed": seed},
+            "models": {space: {"identity": model}},
+        }
         if model and "/random-seed" in model:
-            header["warnings"] = [f"the {space!r} vectors come from random CLIP weights; recall and latency are "
-                                  "still real (they measure the index, not the model)"]
+            header["warnings"] = [
+                f"the {space!r} vectors come from random CLIP weights; recall and latency are "
+                "still real (they measure the index, not the model)"
+            ]
         began = time.perf_counter()
         result = evaluate_index(store, space, header, sample, k, seed)
         result.throughput["total_seconds"] = round(time.perf_counter() - began, 3)
@@ -185,8 +215,13 @@ class Evaluator:
         if "clip" not in self._sides:
             clip = self._clip()
             self._sides["clip"] = (
-                ImageSide(f"{clip.identity}#image", clip.encode_images, self.cache, clip.config.batch_size * 4,
-                          self.on_progress),
+                ImageSide(
+                    f"{clip.identity}#image",
+                    clip.encode_images,
+                    self.cache,
+                    clip.config.batch_size * 4,
+                    self.on_progress,
+                ),
                 TextSide(f"{clip.identity}#text", clip.encode_texts, self.cache, 256, self.on_progress),
             )
         return self._sides["clip"]
@@ -222,8 +257,13 @@ class Evaluator:
                 warnings.append(RANDOM_CLIP_WARNING)
         if text:
             models["text"] = {"identity": self.kb.text_encoder.name}
-        return {"task": task, "dataset": dataset.describe(), "settings": settings, "models": models,
-                "warnings": warnings}
+        return {
+            "task": task,
+            "dataset": dataset.describe(),
+            "settings": settings,
+            "models": models,
+            "warnings": warnings,
+        }
 
     def _begin(self) -> float:
         """Start a task: embedding counts are per task, so reset them."""

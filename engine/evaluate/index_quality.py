@@ -65,7 +65,7 @@ def evaluate_index(store, space: str, header: dict, sample: int = 200, k: int = 
     result = IndexResult(**header)
     result.vectors, result.queries, result.k = len(ids), len(queries), k
     result.index_type = describe(index)
-    result.recall = {f"1-recall@1": recall(1, 1), f"1-recall@{k}": recall(1, k), f"{k}-recall@{k}": recall(k, k)}
+    result.recall = {"1-recall@1": recall(1, 1), f"1-recall@{k}": recall(1, k), f"{k}-recall@{k}": recall(k, k)}
     result.latency_ms = {
         "index": _latency(lambda q: index.search(q, k), queries),
         "exact": _latency(lambda q: exact.search(q, k), queries),

@@ -68,8 +68,10 @@ def evaluate_matrix(
             {
                 "image": rows[r],
                 "right": [columns[c] for c in right[r]],
-                "top": [{"column": columns[c], "score": float(matrix[r, c]), "right": int(c) in truth[path]}
-                        for c in order[:TOP]],
+                "top": [
+                    {"column": columns[c], "score": float(matrix[r, c]), "right": int(c) in truth[path]}
+                    for c in order[:TOP]
+                ],
                 "confusions": [{"column": columns[c], "score": float(matrix[r, c])} for c in wrong[:TOP]],
             }
         )

@@ -267,7 +267,11 @@ def chance_reciprocal_rank(n: int, r: int) -> float:
 
 
 def bootstrap_interval(
-    statistic, groups: list[np.ndarray], resamples: int = 200, seed: int = 0, level: float = 0.95  # noqa: ANN001
+    statistic,
+    groups: list[np.ndarray],
+    resamples: int = 200,
+    seed: int = 0,
+    level: float = 0.95,  # noqa: ANN001
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(indices)``, resampling whole groups.
 
@@ -294,7 +298,9 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def bootstrap_mean_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_mean_interval(
+    values: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of independent ``values``."""
     values = np.asarray(values, np.float64)
     if len(values) == 0:

@@ -59,8 +59,9 @@ def sample_pairs(
     return np.asarray(images, np.int64), np.asarray(captions, np.int64), np.asarray(labels, bool), groups, short
 
 
-def pair_scores(image_vectors: np.ndarray, text_vectors: np.ndarray, images: np.ndarray, captions: np.ndarray,
-                block: int = 16384) -> np.ndarray:
+def pair_scores(
+    image_vectors: np.ndarray, text_vectors: np.ndarray, images: np.ndarray, captions: np.ndarray, block: int = 16384
+) -> np.ndarray:
     """Cosine similarity of each (image, caption) row, computed in blocks."""
     out = np.empty(len(images), np.float32)
     for start in range(0, len(images), block):
@@ -111,22 +112,37 @@ def evaluate_pairs(
             f"{short} negatives missing: some images have fewer than K={negatives} captions of other images to draw "
             "from, so those positives have fewer negatives (the baselines below use the real counts)"
         )
-    result.counts = {"positives": n_pos, "negatives": n - n_pos, "pairs": n, "images": n_images,
-                     "captions": len(captions), "negatives_missing": short}
+    result.counts = {
+        "positives": n_pos,
+        "negatives": n - n_pos,
+        "pairs": n,
+        "images": n_images,
+        "captions": len(captions),
+        "negatives_missing": short,
+    }
     result.roc_auc = m.roc_auc(labels, scores)
     result.pr_auc = m.average_precision(labels, scores)
     result.roc_auc_ci95 = m.bootstrap_interval(lambda i: m.roc_auc(labels[i], scores[i]), groups, resamples, seed)
-    result.pr_auc_ci95 = m.bootstrap_interval(lambda i: m.average_precision(labels[i], scores[i]), groups, resamples, seed)
+    result.pr_auc_ci95 = m.bootstrap_interval(
+        lambda i: m.average_precision(labels[i], scores[i]), groups, resamples, seed
+    )
     result.best_f1 = m.best_threshold(labels, scores, "f1").to_dict()
     result.best_accuracy = m.best_threshold(labels, scores, "accuracy").to_dict()
     result.at_min_alignment = m.operating_point(labels, scores, min_alignment).to_dict()
     first_in_group = np.mean([scores[g[0]] > scores[g[1:]].max() if len(g) > 1 else True for g in groups])
     result.baselines = {
         "always_no_match": {"accuracy": 1 - prevalence, "f1": 0.0, "precision": 0.0, "recall": 0.0},
-        "always_match": {"accuracy": prevalence, "f1": 2 * prevalence / (1 + prevalence), "precision": prevalence,
-                         "recall": 1.0},
-        "random_scores": {"roc_auc": 0.5, "pr_auc": prevalence,
-                          "positive_first_in_group": float(np.mean([1 / len(g) for g in groups]))},
+        "always_match": {
+            "accuracy": prevalence,
+            "f1": 2 * prevalence / (1 + prevalence),
+            "precision": prevalence,
+            "recall": 1.0,
+        },
+        "random_scores": {
+            "roc_auc": 0.5,
+            "pr_auc": prevalence,
+            "positive_first_in_group": float(np.mean([1 / len(g) for g in groups])),
+        },
     }
     result.score_summary = {
         "positive": _summary(scores[labels]),
@@ -157,5 +173,9 @@ def _numbering(paths: list, keys: list[str]) -> dict:
 def _summary(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {"n": 0, "mean": math.nan, "std": math.nan, "median": math.nan}
-    return {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
-            "median": float(np.median(values))}
+    return {
+        "n": int(len(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "median": float(np.median(values)),
+    }

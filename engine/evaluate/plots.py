@@ -45,14 +45,17 @@ def roc_plot(result: PairsResult, path: Path) -> Path:
         label = f"{name} ≥ {point['threshold']:.3f} (F1 {point['f1']:.2f}, acc {point['accuracy']:.3f})"
         roc.plot(point["false_positive_rate"], point["recall"], marker, color=colour, ms=8, label=label)
         pr.plot(point["recall"], point["precision"], marker, color=colour, ms=8, label=label)
-    roc.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
-            title="ROC")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC")
     pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title="precision–recall")
     roc.legend(loc="lower right", fontsize=8)
     pr.legend(loc="upper right", fontsize=8)
     counts = result.counts
-    _suptitle(fig, result, f"{result.dataset.get('name')}: {counts['positives']} positives, "
-                           f"{counts['negatives']} negatives (K={result.settings['negatives']})")
+    _suptitle(
+        fig,
+        result,
+        f"{result.dataset.get('name')}: {counts['positives']} positives, "
+        f"{counts['negatives']} negatives (K={result.settings['negatives']})",
+    )
     fig.savefig(path)
     return path
 
@@ -62,8 +65,9 @@ def score_histogram(result: PairsResult, path: Path) -> Path:
     fig = _figure(7, 4)
     ax = fig.subplots()
     bins = np.histogram_bin_edges(result.scores, bins=40)
-    ax.hist(result.scores[~result.labels], bins=bins, density=True, alpha=0.6, label="negatives")
-    ax.hist(result.scores[result.labels], bins=bins, density=True, alpha=0.6, label="positives")
+    for mask, name in ((~result.labels, "negatives"), (result.labels, "positives")):
+        if mask.any():
+            ax.hist(result.scores[mask], bins=bins, density=True, alpha=0.6, label=name)
     ax.axvline(result.best_f1["threshold"], color="tab:red", ls="--", label="best-F1 threshold")
     if result.at_min_alignment.get("threshold") is not None:
         ax.axvline(result.at_min_alignment["threshold"], color="tab:green", ls=":", label="min-alignment")
@@ -89,7 +93,13 @@ def recall_plot(result: RetrievalResult, path: Path) -> Path:
         curve = np.array([np.mean(ranking.ranks <= k) for k in ks])
         ax.plot(ks, curve, color=colour, lw=1.8, label=f"{ranking.name} (MRR {ranking.mrr:.3f})")
         ax.plot(ks, chance_curve(ranking, ks), color=colour, lw=1, ls="--")
-    ax.set(xscale="log" if most > 20 else "linear", xlabel="K", ylabel="Recall@K", ylim=(0, 1.02), title="dashed: random ranking")
+    ax.set(
+        xscale="log" if most > 20 else "linear",
+        xlabel="K",
+        ylabel="Recall@K",
+        ylim=(0, 1.02),
+        title="dashed: random ranking",
+    )
     ax.legend(fontsize=7, loc="lower right")
     _suptitle(fig, result, f"{result.dataset.get('name')}: recall@K")
     fig.savefig(path)
@@ -109,8 +119,12 @@ def matrix_plot(result: MatrixResult, path: Path) -> Path:
         ax.plot(int(np.argmax(result.matrix[r])), r, "o", color="white", ms=4)
     ax.set_yticks(range(rows), [_short(x, 30) for x in result.rows], fontsize=7)
     ax.set_xticks(range(columns), [_short(x, 40) for x in result.columns], fontsize=6, rotation=75, ha="right")
-    _suptitle(fig, result, f"similarity matrix: top-1 {result.top1_accuracy:.2f} (chance {result.chance_top1:.2f}); "
-                           "boxes = right, dots = row's best")
+    _suptitle(
+        fig,
+        result,
+        f"similarity matrix: top-1 {result.top1_accuracy:.2f} (chance {result.chance_top1:.2f}); "
+        "boxes = right, dots = row's best",
+    )
     fig.savefig(path)
     return path
 

@@ -56,14 +56,19 @@ def tables(result: EvalResult) -> list[Table]:
 def throughput_line(result: EvalResult) -> str:
     """One line: embeddings computed vs from cache, rates, scoring rate, total time."""
     parts = []
-    for key, name in (("image_embeddings", "images"), ("clip_text_embeddings", "CLIP texts"),
-                      ("text_embeddings", "texts")):
+    for key, name in (
+        ("image_embeddings", "images"),
+        ("clip_text_embeddings", "CLIP texts"),
+        ("text_embeddings", "texts"),
+    ):
         stats = result.throughput.get(key)
         if stats:
             rate = f" ({stats['per_second']:.1f}/s)" if stats["per_second"] else ""
             parts.append(f"{name}: {stats['computed']} embedded{rate}, {stats['from_cache']} from cache")
     if "pairs_per_second" in result.throughput and result.throughput["pairs_per_second"]:
-        parts.append(f"{result.throughput['pairs_scored']} pairs scored ({result.throughput['pairs_per_second']:,.0f}/s)")
+        parts.append(
+            f"{result.throughput['pairs_scored']} pairs scored ({result.throughput['pairs_per_second']:,.0f}/s)"
+        )
     parts.append(f"total {result.throughput.get('total_seconds', 0):.2f} s")
     return "; ".join(parts)
 
@@ -81,8 +86,10 @@ def _ci(pair) -> str:  # noqa: ANN001
 
 def _pairs_table(r: PairsResult) -> Table:
     c = r.counts
-    table = Table(title=f"pair classification — {escape(r.dataset['name'])}: {c['positives']} positives, "
-                        f"{c['negatives']} negatives (K={r.settings['negatives']}, seed {r.settings['seed']})")
+    table = Table(
+        title=f"pair classification — {escape(r.dataset['name'])}: {c['positives']} positives, "
+        f"{c['negatives']} negatives (K={r.settings['negatives']}, seed {r.settings['seed']})"
+    )
     for name in ("figure", "value", "threshold", "F1", "accuracy", "precision", "recall"):
         table.add_column(name, justify="left" if name == "figure" else "right")
     table.add_row("ROC-AUC [95% CI]", _f(r.roc_auc) + _ci(r.roc_auc_ci95), "", "", "", "", "")
@@ -93,14 +100,17 @@ def _pairs_table(r: PairsResult) -> Table:
     for name, point in points:
         threshold = point["threshold"]
         shown = "off" if threshold is None else ("∞ (none kept)" if threshold == math.inf else _f(threshold))
-        table.add_row(name, "", shown, _f(point["f1"]), _f(point["accuracy"]), _f(point["precision"]),
-                      _f(point["recall"]))
+        table.add_row(
+            name, "", shown, _f(point["f1"]), _f(point["accuracy"]), _f(point["precision"]), _f(point["recall"])
+        )
     for name, key in (("always 'no match'", "always_no_match"), ("always 'match'", "always_match")):
         b = r.baselines[key]
-        table.add_row(f"  baseline: {name}", "", "", _f(b["f1"]), _f(b["accuracy"]), _f(b["precision"]),
-                      _f(b["recall"]))
-    table.add_row("positive beats all its negatives", _f(r.score_summary["positive_first_in_group"]), "", "", "", "",
-                  "")
+        table.add_row(
+            f"  baseline: {name}", "", "", _f(b["f1"]), _f(b["accuracy"]), _f(b["precision"]), _f(b["recall"])
+        )
+    table.add_row(
+        "positive beats all its negatives", _f(r.score_summary["positive_first_in_group"]), "", "", "", "", ""
+    )
     table.add_row("  chance", _f(r.baselines["random_scores"]["positive_first_in_group"]), "", "", "", "", "")
     pos, neg = r.score_summary["positive"], r.score_summary["negative"]
     table.add_row("mean score: positives / negatives", f"{_f(pos['mean'])} / {_f(neg['mean'])}", "", "", "", "", "")
@@ -119,33 +129,47 @@ def _retrieval_table(r: RetrievalResult) -> Table:
     table.add_column("median rank", justify="right")
     for g in r.rankings:
         table.add_row(
-            escape(g.name), f"{g.queries} × {g.candidates}", _f(g.mrr) + _ci(g.mrr_ci95),
-            *[_f(g.recall[k]) for k in ks], f"{g.match_in_100}/{g.queries}", _f(g.median_rank, 1),
+            escape(g.name),
+            f"{g.queries} × {g.candidates}",
+            _f(g.mrr) + _ci(g.mrr_ci95),
+            *[_f(g.recall[k]) for k in ks],
+            f"{g.match_in_100}/{g.queries}",
+            _f(g.median_rank, 1),
         )
         table.add_row(
-            "  [grey50]chance[/]", "", f"[grey50]{_f(g.chance_mrr)}[/]",
-            *[f"[grey50]{_f(g.chance_recall[k])}[/]" for k in ks], "", "",
+            "  [grey50]chance[/]",
+            "",
+            f"[grey50]{_f(g.chance_mrr)}[/]",
+            *[f"[grey50]{_f(g.chance_recall[k])}[/]" for k in ks],
+            "",
+            "",
         )
     return table
 
 
 def _matrix_table(r: MatrixResult) -> Table:
-    table = Table(title=f"zero-shot matching — {escape(r.dataset['name'])}: top-1 {_f(r.top1_accuracy)} "
-                        f"(chance {_f(r.chance_top1)}); by column {_f(r.column_top1_accuracy)} "
-                        f"(chance {_f(r.chance_column_top1)})")
+    table = Table(
+        title=f"zero-shot matching — {escape(r.dataset['name'])}: top-1 {_f(r.top1_accuracy)} "
+        f"(chance {_f(r.chance_top1)}); by column {_f(r.column_top1_accuracy)} "
+        f"(chance {_f(r.chance_column_top1)})"
+    )
     table.add_column("image")
     table.add_column("top 3 (✓ right)")
     table.add_column("top confusions")
     for row in r.per_row:
-        top = "\n".join(f"{'✓' if t['right'] else '✗'} {t['score']:.3f} {escape(_cut(t['column']))}" for t in row["top"])
+        top = "\n".join(
+            f"{'✓' if t['right'] else '✗'} {t['score']:.3f} {escape(_cut(t['column']))}" for t in row["top"]
+        )
         wrong = "\n".join(f"{t['score']:.3f} {escape(_cut(t['column']))}" for t in row["confusions"])
         table.add_row(escape(row["image"]), top, wrong)
     return table
 
 
 def _index_table(r: IndexResult) -> Table:
-    table = Table(title=f"index quality — {escape(r.dataset['space'])}: {r.index_type}, {r.vectors} vectors, "
-                        f"{r.queries} sampled queries, k={r.k}")
+    table = Table(
+        title=f"index quality — {escape(r.dataset['space'])}: {r.index_type}, {r.vectors} vectors, "
+        f"{r.queries} sampled queries, k={r.k}"
+    )
     table.add_column("figure")
     table.add_column("store index", justify="right")
     table.add_column("exact (IndexFlatIP)", justify="right")

@@ -83,7 +83,9 @@ def _chance(n_candidates: np.ndarray, n_relevant: np.ndarray, ks: tuple[int, ...
     weights = counts / counts.sum()
     mrr = sum(w * m.chance_reciprocal_rank(int(n), int(r)) for (n, r), w in zip(cases, weights))
     recall = {
-        k: float(sum(w * m.chance_first_rank_cdf(int(n), int(r), np.array([k]))[0] for (n, r), w in zip(cases, weights)))
+        k: float(
+            sum(w * m.chance_first_rank_cdf(int(n), int(r), np.array([k]))[0] for (n, r), w in zip(cases, weights))
+        )
         for k in ks
     }
     return float(mrr), recall
@@ -107,8 +109,9 @@ def _content_numbering(side: ImageSide | None, paths: list, where: dict) -> tupl
     return of_path, [representative[n] for n in range(len(number))]
 
 
-def pair_rankings(dataset: PairDataset, sides: Sides, directions: tuple[str, ...], ks: tuple[int, ...], seed: int
-                  ) -> list[Ranking]:
+def pair_rankings(
+    dataset: PairDataset, sides: Sides, directions: tuple[str, ...], ks: tuple[int, ...], seed: int
+) -> list[Ranking]:
     captions = dataset.captions()
     caption_number = {c: n for n, c in enumerate(captions)}
     where = dataset.where()
@@ -128,8 +131,19 @@ def pair_rankings(dataset: PairDataset, sides: Sides, directions: tuple[str, ...
         vectors = sides.text.vectors(captions)
         same_image = (relevant.astype(np.int32) @ relevant.T.astype(np.int32)) > 0
         itself = np.eye(len(captions), dtype=bool)
-        out.append(rank("caption→caption", "text-text", None, sides.text.model, vectors @ vectors.T, same_image,
-                        itself, ks=ks, seed=seed))
+        out.append(
+            rank(
+                "caption→caption",
+                "text-text",
+                None,
+                sides.text.model,
+                vectors @ vectors.T,
+                same_image,
+                itself,
+                ks=ks,
+                seed=seed,
+            )
+        )
     return out
 
 
@@ -158,17 +172,38 @@ def article_rankings(
             scores = view_scores(sides.clip_text, views, image_vectors)
             label = LABELS[strategy]
             if "text-image" in directions:
-                out.append(rank(f"article→image ({label})", "text-image", strategy, model, scores, relevant, ks=ks,
-                                seed=seed))
+                out.append(
+                    rank(f"article→image ({label})", "text-image", strategy, model, scores, relevant, ks=ks, seed=seed)
+                )
             if "image-text" in directions:
-                out.append(rank(f"image→article ({label})", "image-text", strategy, model, scores.T, relevant.T,
-                                ks=ks, seed=seed))
+                out.append(
+                    rank(
+                        f"image→article ({label})",
+                        "image-text",
+                        strategy,
+                        model,
+                        scores.T,
+                        relevant.T,
+                        ks=ks,
+                        seed=seed,
+                    )
+                )
     if "text-text" in directions:
         titles = sides.text.vectors([a.title for a in articles])
         itself = np.eye(len(articles), dtype=bool)
         for strategy in BODY_STRATEGIES:
             views = [article_views(a, strategy, lead_sentences, chunk_words["text"]) for a in articles]
             scores = view_scores(sides.text, views, titles).T  # titles are the queries
-            out.append(rank(f"title→text ({LABELS[strategy]})", "text-text", strategy, sides.text.model, scores,
-                            itself, ks=ks, seed=seed))
+            out.append(
+                rank(
+                    f"title→text ({LABELS[strategy]})",
+                    "text-text",
+                    strategy,
+                    sides.text.model,
+                    scores,
+                    itself,
+                    ks=ks,
+                    seed=seed,
+                )
+            )
     return out
