@@ -112,6 +112,7 @@ class _CrawlRun:
         self.pool = concurrent.futures.ThreadPoolExecutor(max(2, config.crawl.concurrency), "engine-crawl")
         self.images = _ImageCache(IMAGE_CACHE_BYTES)
         self.titles: dict[str, tuple[str | None, str | None]] = {}  # candidate URL -> title, snippet
+        self.finished: dict[int, frontier.TopicRound] = {}  # rounds this run ended
         self.loop: asyncio.AbstractEventLoop | None = None
         self.fetcher: Fetcher | None = None
 
@@ -145,10 +146,16 @@ class _CrawlRun:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def _due_topics(self, first: bool) -> list[tuple[str, int, float | None]]:
-        """(name, id, start of the round to resume or None for a new round) of the topics due now."""
+    def _rounds(self) -> dict[int, frontier.TopicRound]:
+        """Each topic's rounds: as stored, or as this run ended them (the writer may not have
+        committed that yet, and a round must not look unfinished because of it)."""
         with self.store.reading() as conn:
             rounds = frontier.topic_rounds(conn, list(self.crawl.topics.values()))
+        return {**rounds, **self.finished}
+
+    def _due_topics(self, first: bool) -> list[tuple[str, int, float | None]]:
+        """(name, id, start of the round to resume or None for a new round) of the topics due now."""
+        rounds = self._rounds()
         now = time.time()
         due = []
         for name, topic_id in self.crawl.topics.items():
@@ -167,8 +174,7 @@ class _CrawlRun:
         return state.last_crawl_at + (self.crawl.watch_every or 0.0)
 
     def _seconds_to_next_round(self) -> float:
-        with self.store.reading() as conn:
-            rounds = frontier.topic_rounds(conn, list(self.crawl.topics.values()))
+        rounds = self._rounds()
         soonest = min(self._next_round_at(rounds.get(t)) for t in self.crawl.topics.values())
         return max(1.0, soonest - time.time())
 
@@ -208,14 +214,16 @@ class _CrawlRun:
             return  # the round stays unfinished; the next run resumes it
         finished = time.time()
         watch = self.crawl.watch_every
+        next_at = finished + watch if watch else None
         await self._emit(
             Bookkeeping(
-                apply=partial(frontier.finish_round, topic_ids=list(round_start), finished_at=finished,
-                              next_at=finished + watch if watch else None),
+                apply=partial(frontier.finish_round, topic_ids=list(round_start), finished_at=finished, next_at=next_at),
                 checkpoint=True,
                 label="crawl round finished",
             )
         )
+        for topic_id, started_at in round_start.items():
+            self.finished[topic_id] = frontier.TopicRound(topic_id, started_at, finished, next_at)
 
     async def _discover(self, topic: str) -> tuple[list[NewUrl], list[InputFailure]]:
         assert self.fetcher is not None and self.fetcher.client is not None
@@ -371,7 +379,8 @@ class _CrawlRun:
             nonlocal count
             if src.startswith("data:"):
                 raise InputError("data: URI", "inline image data is not fetched")
-            url = urljoin(page_url, src)
+            # A srcset ("a.jpg 1024w, b.jpg 300w") sometimes stands in for src: take its first URL.
+            url = urljoin(page_url, src.split()[0] if src.strip() else src)
             count += 1
             if count > limit:
                 raise InputError(url, f"not fetched: the page shows more than crawl.max_images_per_page = {limit} images")

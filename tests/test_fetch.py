@@ -172,6 +172,13 @@ def test_every_connection_is_checked_so_dns_rebinding_fails(site, monkeypatch):
     assert len(site.requests("/a.html")) == 1
 
 
+def test_an_unknown_host_fails_at_once_without_retries():
+    started = time.monotonic()
+    error = failure(CrawlConfig(), "http://no-such-host.invalid/a.html")
+    assert error.reason.startswith("DNS: cannot resolve no-such-host.invalid")
+    assert time.monotonic() - started < 2, "a name that does not resolve must not be retried"
+
+
 def test_only_http_and_https_are_fetched(site):
     assert "file scheme is not fetched" in failure(LOCAL, "file:///etc/passwd").reason
     site.handle("/to-file", redirect_to("file:///etc/passwd"))

@@ -21,7 +21,7 @@ import httpx
 from engine.config import CrawlConfig
 from engine.errors import FetchError
 from indexer.fetch.body import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
-from indexer.fetch.netguard import AddressRefused, GuardedTransport, Resolver, scheme_problem, system_resolver
+from indexer.fetch.netguard import AddressRefused, GuardedTransport, ResolutionFailed, Resolver, scheme_problem, system_resolver
 from indexer.fetch.politeness import HostGate
 from indexer.fetch.robots import ROBOTS_MAX_BYTES, RobotsPolicy
 from indexer.fetch.sniff import image_refusal, media_type, page_refusal, page_refusal_by_type
@@ -182,6 +182,8 @@ class Fetcher:
             raise FetchError(url, f"timeout: the response took over crawl.fetch_deadline_seconds = {deadline:g} s") from None
         except AddressRefused as exc:
             raise FetchError(url, exc.reason) from exc  # the cause tells robots.txt apart from a refusal
+        except ResolutionFailed as exc:
+            raise FetchError(url, f"DNS: {exc}") from exc
         except httpx.ConnectTimeout:
             raise _Retryable(f"timeout: no connection within {self.config.connect_timeout_seconds:g} s") from None
         except httpx.ReadTimeout:

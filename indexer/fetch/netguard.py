@@ -26,6 +26,10 @@ ALLOW_HINT = "set crawl.allow_private_addresses = true to crawl an intranet"
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
+class ResolutionFailed(Exception):
+    """The host name does not resolve (not retried: DNS answers do not change in seconds)."""
+
+
 class AddressRefused(Exception):
     """A connection the guard refused; ``reason`` says which address and why."""
 
@@ -69,7 +73,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+        raise ResolutionFailed(f"cannot resolve {host}: {exc.strerror or exc}") from exc
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 

@@ -15,7 +15,7 @@ import httpx
 
 from engine.config import CrawlConfig
 from engine.errors import FetchError
-from indexer.fetch.netguard import AddressRefused
+from indexer.fetch.netguard import AddressRefused, ResolutionFailed
 from indexer.fetch.politeness import HostGate
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ class RobotsPolicy:
         try:
             found = await self._get(origin + "/robots.txt")
         except FetchError as exc:
-            if isinstance(exc.__cause__, AddressRefused):
-                raise FetchError(str(url), exc.reason) from exc  # the guard's reason, not a robots one
+            if isinstance(exc.__cause__, (AddressRefused, ResolutionFailed)):
+                raise FetchError(str(url), exc.reason) from exc  # the host's problem, not robots.txt's
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 self._rules[origin] = None  # no robots.txt: no rules
             else:
