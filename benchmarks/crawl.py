@@ -94,10 +94,10 @@ def serve(count: int, port_out: multiprocessing.Queue) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body, kind, status = b"not found", "text/plain", 404
             if self.path == "/robots.txt":
                 body, kind, status = b"User-agent: *\nDisallow: /private/\n", "text/plain", 200
@@ -126,12 +126,12 @@ class Found:
 class TimedEncoder:
     """The text encoder, timing its encode calls (everything else passes through)."""
 
-    def __init__(self, inner):  # noqa: ANN001
+    def __init__(self, inner):
         self.inner = inner
         self.busy = 0.0
         self.texts = 0
 
-    def encode(self, texts):  # noqa: ANN001, ANN201
+    def encode(self, texts):
         started = time.perf_counter()
         try:
             return self.inner.encode(texts)
@@ -139,18 +139,18 @@ class TimedEncoder:
             self.busy += time.perf_counter() - started
             self.texts += len(texts)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 
-def crawl(root: Path, base: str, paths: range, encoder: TimedEncoder, concurrency: int):  # noqa: ANN201
+def crawl(root: Path, base: str, paths: range, encoder: TimedEncoder, concurrency: int):
     from engine.config import ClipConfig, Config, CrawlConfig, StoreConfig
     from engine.kb import KnowledgeBase
     from indexer.discover.base import Candidate
 
     urls = [f"{base}/p/{n}.html" for n in paths]
 
-    async def discover(topic, client):  # noqa: ANN001, ANN202
+    async def discover(topic, client):
         return Found([Candidate(u, "page", "benchmark", rank) for rank, u in enumerate(urls)])
 
     config = Config(
@@ -178,7 +178,7 @@ def produce_only(root: Path, base: str, paths: range, concurrency: int) -> tuple
 
     urls = [f"{base}/p/{n}.html" for n in paths]
 
-    async def discover(topic, client):  # noqa: ANN001, ANN202
+    async def discover(topic, client):
         return Found([Candidate(u, "page", "benchmark", rank) for rank, u in enumerate(urls)])
 
     config = Config(
@@ -226,7 +226,7 @@ def main() -> None:
         return
     try:
         encoder = TimedEncoder(TextEncoder("all-MiniLM-L6-v2"))
-        encoder.inner.model  # load outside the timing
+        _ = encoder.inner.model  # load outside the timing
         crawl(scratch / "warm", base, range(24), encoder, args.concurrency)  # torch builds its kernels
         encoder.busy, encoder.texts = 0.0, 0
 

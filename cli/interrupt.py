@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 
@@ -18,7 +18,7 @@ def stop_after_batch_on_ctrl_c(console: Console) -> Iterator[threading.Event]:
         yield requested  # signals reach only the main thread; Ctrl-C keeps its default there
         return
 
-    def on_sigint(signum, frame) -> None:  # noqa: ANN001 - signal handler
+    def on_sigint(signum, frame) -> None:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()

@@ -21,9 +21,10 @@ import concurrent.futures
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx

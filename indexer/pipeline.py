@@ -15,9 +15,10 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import Connection, insert, select, update
@@ -25,7 +26,14 @@ from sqlalchemy import Connection, insert, select, update
 from engine.config import Config
 from engine.errors import InputError
 from engine.results import Progress
-from engine.store.schema import TEXT_SPACE, chunks, failures, images, runs, topic_documents
+from engine.store.schema import (
+    TEXT_SPACE,
+    chunks,
+    failures,
+    images,
+    runs,
+    topic_documents,
+)
 from engine.store.store import Store
 from indexer.embed import BatchEmbedder
 from indexer.prepare import PreparedPage, UnchangedPage, prepare

@@ -11,9 +11,10 @@ import gzip
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Self
 
 Handler = Callable[["RequestHandler"], None]
 
@@ -39,12 +40,12 @@ class Logged:
 
 class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
-    def log_message(self, *args) -> None:  # noqa: ANN002 - quiet
+    def log_message(self, *args) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         site = self.server.site
         path = self.path
         self.sent_status = 0
@@ -93,7 +94,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    site: "LocalSite"
+    site: LocalSite
 
 
 class LocalSite:
@@ -112,11 +113,11 @@ class LocalSite:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-site", daemon=True
         )
 
-    def __enter__(self) -> "LocalSite":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:  # noqa: ANN002
+    def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
 

@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import time
 import zlib
 from pathlib import Path
 
 import pytest
+from site_server import (
+    LocalSite,
+    Route,
+    drip,
+    endless,
+    fail_then,
+    gzip_bomb,
+    page,
+    redirect_to,
+)
 
 from engine.config import CrawlConfig
 from engine.errors import FetchError, InputError
@@ -20,7 +31,6 @@ from indexer.fetch.fetcher import Fetcher
 from indexer.fetch.netguard import address_problem
 from indexer.fetch.urls import page_url_problem
 from indexer.images import load_image
-from site_server import LocalSite, Route, drip, endless, fail_then, gzip_bomb, page, redirect_to
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "pages"
 JPEG = (EXAMPLES / "coffee-roasting_files" / "coffee.jpg").read_bytes()
@@ -38,10 +48,10 @@ LOCAL = CrawlConfig(
 )
 
 
-def fetch(config: CrawlConfig, url: str, kind: str = "page", resolver=None, **validators):  # noqa: ANN001, ANN201
+def fetch(config: CrawlConfig, url: str, kind: str = "page", resolver=None, **validators):
     """One fetch through a fresh Fetcher; returns the FetchResult or the FetchError."""
 
-    async def go():  # noqa: ANN202
+    async def go():
         kwargs = {"resolver": resolver} if resolver else {}
         async with Fetcher(config, MB, MB, **kwargs) as fetcher:
             try:
@@ -133,7 +143,7 @@ def test_a_redirect_from_a_public_host_to_an_internal_one_is_refused(site, monke
     port = site.base.rsplit(":", 1)[1]
     names = {"public.test": ["127.0.0.1"], "intranet.test": ["127.0.0.2"]}
 
-    async def resolver(host, _port):  # noqa: ANN001, ANN202
+    async def resolver(host, _port):
         return names[host]
 
     site.add("/admin", "secret")
@@ -155,13 +165,13 @@ def test_every_connection_is_checked_so_dns_rebinding_fails(site, monkeypatch):
     port = site.base.rsplit(":", 1)[1]
     answers = iter([["127.0.0.1"], ["127.0.0.2"]])  # public at first, internal on the next lookup
 
-    async def rebinding(host, _port):  # noqa: ANN001, ANN202
+    async def rebinding(host, _port):
         return next(answers)
 
     site.add("/a.html", ARTICLE, headers={"Connection": "close"})  # so the second fetch reconnects
     config = CrawlConfig(per_host_interval_seconds=0, respect_robots=False)
 
-    async def twice():  # noqa: ANN202
+    async def twice():
         async with Fetcher(config, MB, MB, resolver=rebinding) as fetcher:
             first = await fetcher.fetch_page(f"http://rebind.test:{port}/a.html")
             with pytest.raises(FetchError, match="refused address: 127.0.0.2"):
@@ -203,7 +213,7 @@ def test_robots_txt_is_honoured_and_fetched_once_per_host(site):
     site.add("/a.html", ARTICLE)
     site.add("/b.html", ARTICLE)
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with Fetcher(LOCAL, MB, MB) as fetcher:
             results = await asyncio.gather(
                 *(fetcher.fetch_page(site.url(p)) for p in ("/a.html", "/b.html", "/private/x.html")),
@@ -239,16 +249,16 @@ def test_crawl_delay_and_per_host_limits_space_requests(site):
         for n in range(3):
             slow_host.add(f"/{n}.html", ARTICLE, delay=0.1)
 
-        async def run():  # noqa: ANN202
+        async def run():
             async with Fetcher(CrawlConfig(**{**LOCAL.__dict__, "per_host_concurrency": 1}), MB, MB) as fetcher:
                 await asyncio.gather(*(fetcher.fetch_page(slow_host.url(f"/{n}.html")) for n in range(3)))
 
         asyncio.run(run())
         pages = sorted((r for r in slow_host.requests() if r.path != "/robots.txt"), key=lambda r: r.started)
         assert len(pages) == 3
-        gaps = [b.started - a.started for a, b in zip(pages, pages[1:])]
+        gaps = [b.started - a.started for a, b in itertools.pairwise(pages)]
         assert all(gap >= 0.38 for gap in gaps), f"Crawl-delay 0.4 s not honoured: {gaps}"
-        overlaps = [b.started < a.ended for a, b in zip(pages, pages[1:])]
+        overlaps = [b.started < a.ended for a, b in itertools.pairwise(pages)]
         assert not any(overlaps), "per_host_concurrency = 1 but requests overlapped"
 
 

@@ -14,17 +14,34 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import httpx
 
 from engine.config import CrawlConfig
 from engine.errors import FetchError
-from indexer.fetch.body import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
-from indexer.fetch.netguard import AddressRefused, GuardedTransport, ResolutionFailed, Resolver, scheme_problem, system_resolver
+from indexer.fetch.body import (
+    ACCEPT_ENCODING,
+    BadEncoding,
+    BodyTooLarge,
+    BoundedDecoder,
+)
+from indexer.fetch.netguard import (
+    AddressRefused,
+    GuardedTransport,
+    ResolutionFailed,
+    Resolver,
+    scheme_problem,
+    system_resolver,
+)
 from indexer.fetch.politeness import HostGate
 from indexer.fetch.robots import ROBOTS_MAX_BYTES, RobotsPolicy
-from indexer.fetch.sniff import image_refusal, media_type, page_refusal, page_refusal_by_type
+from indexer.fetch.sniff import (
+    image_refusal,
+    media_type,
+    page_refusal,
+    page_refusal_by_type,
+)
 
 Kind = Literal["page", "image", "robots"]
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -83,7 +100,7 @@ class Fetcher:
         self.client: httpx.AsyncClient | None = None
         self.robots = RobotsPolicy(self._fetch_robots, config, self.gate)
 
-    async def __aenter__(self) -> "Fetcher":
+    async def __aenter__(self) -> Self:
         c = self.config
         limits = httpx.Limits(max_connections=max(1, c.concurrency) * 2, max_keepalive_connections=max(1, c.concurrency))
         self.client = httpx.AsyncClient(
@@ -95,7 +112,7 @@ class Fetcher:
         )
         return self
 
-    async def __aexit__(self, *exc_info) -> None:  # noqa: ANN002
+    async def __aexit__(self, *exc_info) -> None:
         if self.client is not None:
             await self.client.aclose()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpcore
 import httpx
@@ -103,7 +103,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.resolver = resolver
         self._backend = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001, ANN201
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         try:
             ipaddress.ip_address(host.split("%", 1)[0])
             addresses = [host]
@@ -120,7 +120,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         assert last_error is not None
         raise last_error
 
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ANN001, ANN201
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise AddressRefused(path, "unix sockets are never connected to")
 
     async def sleep(self, seconds: float) -> None:

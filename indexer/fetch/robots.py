@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -34,7 +35,7 @@ class RobotsPolicy:
         gate: told each host's Crawl-delay.
     """
 
-    def __init__(self, get: Callable[[str], Awaitable["FetchResult"]], config: CrawlConfig, gate: HostGate):
+    def __init__(self, get: Callable[[str], Awaitable[FetchResult]], config: CrawlConfig, gate: HostGate):
         self._get = get
         self._config = config
         self._gate = gate
@@ -51,7 +52,7 @@ class RobotsPolicy:
                 if broken is None or broken[0] <= time.monotonic():
                     await self._load(origin, url)
         if origin not in self._rules:
-            until, why = self._broken[origin]
+            _, why = self._broken[origin]
             return f"robots.txt unavailable: {why}; {origin} is skipped for {self._config.robots_error_seconds:g} s"
         rules = self._rules[origin]
         if rules is not None and not rules.can_fetch(str(url), self._config.user_agent):

@@ -13,7 +13,13 @@ def page_url_problem(url: str, allow_private: bool) -> str | None:
     guard judges (public ones are fetched, internal ones refused with that reason).
     """
     from courlan.clean import scrub_url
-    from courlan.filters import basic_filter, domain_filter, extension_filter, type_filter, validate_url
+    from courlan.filters import (
+        basic_filter,
+        domain_filter,
+        extension_filter,
+        type_filter,
+        validate_url,
+    )
 
     problem = scheme_problem(url)
     if problem:
