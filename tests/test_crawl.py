@@ -557,3 +557,17 @@ def test_ctrl_c_stops_watch_after_the_current_batch_and_records_the_run(tmp_path
     db = store / "engine.db"
     assert scalar(db, "SELECT status FROM runs ORDER BY id DESC LIMIT 1") == "interrupted"
     assert scalar(db, "SELECT count(*) FROM documents") == 4
+
+
+@pytest.mark.slow
+def test_real_article_pages_are_crawled_and_then_revalidated(tmp_path, text_encoder, site, shared_data):
+    real = sorted((shared_data / "real-pages").glob("*.html"))
+    urls = [site.add(f"/real/{p.name}", p.read_bytes()) for p in real]
+    with crawl_kb(tmp_path, text_encoder) as kb:
+        first = kb.index(["python programming", "climate"], discover=discover_urls(*urls))
+        assert first.pages == {"added": len(real)}, first.to_dict()
+        # Their images live on the real sites: unreachable here, each failure named, the pages stored.
+        assert all(f.kind == "image" for f in first.failures)
+        again = kb.index(["python programming", "climate"], discover=discover_urls(*urls))
+        assert again.pages == {"not_modified": len(real)}
+        assert store_counts(kb)["documents"] == len(real)
