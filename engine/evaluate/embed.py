@@ -34,7 +34,44 @@ class EmbedStats:
         }
 
 
-class TextSide:
+class _CachedSide:
+    """Inputs → unit vectors through ``encode``, each distinct input (by key) embedded once."""
+
+    def __init__(
+        self,
+        model: str,
+        encode: Callable[[list], np.ndarray],
+        cache: EmbeddingCache,
+        batch: int,
+        on_progress: Callable[[Progress], None] | None = None,
+    ):
+        self.model = model
+        self._encode = encode
+        self.cache = cache
+        self.batch = batch
+        self.on_progress = on_progress
+        self.stats = EmbedStats()
+
+    def _embed(self, keys: list[str], load: Callable[[str], object], label: str) -> np.ndarray:
+        """Vectors for ``keys`` in order: from the cache, else ``encode([load(key), ...])`` in batches."""
+        found = self.cache.lookup(self.model, list(dict.fromkeys(keys)))
+        self.stats.from_cache += len(found)
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        for start in range(0, len(missing), self.batch):
+            batch = missing[start : start + self.batch]
+            inputs = [load(k) for k in batch]
+            began = time.perf_counter()
+            vectors = self._encode(inputs)
+            self.stats.seconds += time.perf_counter() - began
+            self.stats.computed += len(batch)
+            self.cache.add(self.model, batch, vectors)
+            found.update(zip(batch, vectors))
+            if self.on_progress:
+                self.on_progress(Progress(start + len(batch), len(missing), label))
+        return _stack(found, keys)
+
+
+class TextSide(_CachedSide):
     """Texts → unit vectors through ``encode``; each distinct text is embedded once."""
 
     def __init__(
@@ -45,33 +82,14 @@ class TextSide:
         batch: int = 256,
         on_progress: Callable[[Progress], None] | None = None,
     ):
-        self.model = model
-        self._encode = encode
-        self.cache = cache
-        self.batch = batch
-        self.on_progress = on_progress
-        self.stats = EmbedStats()
+        super().__init__(model, encode, cache, batch, on_progress)
 
     def vectors(self, texts: list[str]) -> np.ndarray:
         keys = [text_key(t) for t in texts]
-        unique = dict(zip(keys, texts))
-        found = self.cache.lookup(self.model, list(unique))
-        self.stats.from_cache += len(found)
-        missing = [k for k in unique if k not in found]
-        for start in range(0, len(missing), self.batch):
-            batch = missing[start : start + self.batch]
-            began = time.perf_counter()
-            vectors = self._encode([unique[k] for k in batch])
-            self.stats.seconds += time.perf_counter() - began
-            self.stats.computed += len(batch)
-            self.cache.add(self.model, batch, vectors)
-            found.update(zip(batch, vectors))
-            if self.on_progress:
-                self.on_progress(Progress(start + len(batch), len(missing), f"texts ({self.model})"))
-        return _stack(found, keys)
+        return self._embed(keys, dict(zip(keys, texts)).__getitem__, f"texts ({self.model})")
 
 
-class ImageSide:
+class ImageSide(_CachedSide):
     """Image files → unit vectors through a CLIP encoder, keyed by the files' bytes."""
 
     def __init__(
@@ -82,12 +100,7 @@ class ImageSide:
         batch: int = 32,
         on_progress: Callable[[Progress], None] | None = None,
     ):
-        self.model = model
-        self._encode = encode
-        self.cache = cache
-        self.batch = batch
-        self.on_progress = on_progress
-        self.stats = EmbedStats()
+        super().__init__(model, encode, cache, batch, on_progress)
         self._keys: dict[Path, str] = {}
 
     def keys(self, paths: list[Path], where: dict[Path, str] | None = None) -> list[str]:
@@ -102,22 +115,8 @@ class ImageSide:
 
     def vectors(self, paths: list[Path], where: dict[Path, str] | None = None) -> np.ndarray:
         keys = self.keys(paths, where)
-        unique = dict(zip(keys, paths))
-        found = self.cache.lookup(self.model, list(unique))
-        self.stats.from_cache += len(found)
-        missing = [k for k in unique if k not in found]
-        for start in range(0, len(missing), self.batch):
-            batch = missing[start : start + self.batch]
-            pictures = [_open(unique[k], where) for k in batch]
-            began = time.perf_counter()
-            vectors = self._encode(pictures)
-            self.stats.seconds += time.perf_counter() - began
-            self.stats.computed += len(batch)
-            self.cache.add(self.model, batch, vectors)
-            found.update(zip(batch, vectors))
-            if self.on_progress:
-                self.on_progress(Progress(start + len(batch), len(missing), "images"))
-        return _stack(found, keys)
+        path_of = dict(zip(keys, paths))
+        return self._embed(keys, lambda key: _open(path_of[key], where), "images")
 
 
 def _stack(found: dict[str, np.ndarray], keys: list[str]) -> np.ndarray:
