@@ -474,8 +474,12 @@ class KnowledgeBase:
             if not words:
                 continue
             hit.sentence = len(result.summary)
-            document_id = next(c.document_id for c in candidates if c.image_id == hit.image_id)
-            result.summary.append(SummarySentence(words, [hit.source] if hit.source else [], document_id, 0, hit.parts.get("context", 0.0)))
+            shown_on = next(c for c in candidates if c.image_id == hit.image_id)
+            result.summary.append(
+                SummarySentence(
+                    words, [hit.source] if hit.source else [], shown_on.document_id, shown_on.chunk_id or 0, hit.parts.get("context", 0.0)
+                )
+            )
         result.images, result.images_dropped = hits, dropped
 
     def _cite_images(self, result: AskResult, hits: list[ImageHit], candidates: list) -> None:
