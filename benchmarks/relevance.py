@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 def main() -> None:
     from query import QUESTIONS
 
-    from engine.calibrate import calibrate
+    from engine.ask.calibration import calibrate
     from engine.config import ClipConfig, Config, StoreConfig
     from engine.encoders.text import TextEncoder
     from engine.kb import KnowledgeBase

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from cli.eval_cmd import eval_app
+from engine.ask.request import STYLES
 from engine.config import Config
 from engine.errors import ConfigError, EngineError
 
@@ -119,11 +120,8 @@ def index(
             raise KeyboardInterrupt
 
 
-class Style(str, Enum):
-    bullets = "bullets"
-    paragraph = "paragraph"
-    brief = "brief"
-    detailed = "detailed"
+# The choices come from the one definition of the styles (engine/ask/request.py).
+Style = Enum("Style", {name: name for name in STYLES}, type=str)
 
 
 @app.command()
@@ -133,7 +131,7 @@ def ask(
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Evidence passages to use."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=0, help="Images to show."),
     max_sentences: Optional[int] = typer.Option(None, "--max-sentences", min=1, help="Summary length."),
-    style: Optional[Style] = typer.Option(None, "--style", help="bullets, paragraph, brief or detailed."),
+    style: Optional[Style] = typer.Option(None, "--style", help=", ".join(STYLES) + "."),
     topic: Optional[str] = typer.Option(None, "--topic", help="Only documents linked to this topic."),
     source: Optional[str] = typer.Option(None, "--source", help="Only pages whose URL contains this (e.g. a host)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only documents published on or after this date (YYYY-MM-DD)."),
@@ -160,7 +158,7 @@ def ask(
     Example: engine ask "how is coffee roasted" --style paragraph --format markdown --out answer.md
     """
     from cli.render import render_ask
-    from engine.retrieve import Filters
+    from engine.ask import AskRequest, Filters
 
     for name, value in (("--since", since), ("--until", until)):
         if value is not None and not _is_iso_date(value):
@@ -168,7 +166,7 @@ def ask(
             raise typer.Exit(2)
     filters = Filters(topic=topic, source=source, since=since, until=until)
     with knowledge_base(ctx) as kb:
-        result = kb.ask(
+        request = AskRequest(
             question,
             k=k,
             max_images=max_images,
@@ -181,6 +179,7 @@ def ask(
             abstractive=abstractive,
             language=lang,
         )
+        result = kb.ask(request)
         if out_file is not None:
             out_file.write_text(render_ask(result, fmt.value, None, explain), encoding="utf-8")
             err.print(f"wrote {out_file}")

@@ -89,7 +89,7 @@ class AskConfig:
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     # Relevance cutoff on a passage's cosine similarity to the question: "auto" calibrates
-    # it from the store (engine/calibrate.py), a number sets it, "off" disables it.
+    # it from the store (engine/ask/evidence.py), a number sets it, "off" disables it.
     min_score: str = "auto"
     # Images whose CLIP alignment (max of clip_topic, clip_evidence) is below this are
     # dropped; "off" keeps all. Images without a CLIP vector are not filtered.

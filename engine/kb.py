@@ -6,29 +6,21 @@ Every CLI command is one method here; the CLI parses, calls, and renders.
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import replace
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from engine import query as q
+from engine.ask.request import AskRequest
 from engine.config import Config
 from engine.encoders.clip import ClipEncoder
 from engine.encoders.text import TextEncoder
 from engine.errors import ConfigError, ModelUnavailableError
-from engine.results import AskResult, ImageHit, SourceRef, SummarySentence
-from engine.retrieve import Filters
+from engine.results import AskResult
 from engine.store.health import CheckReport, StatusReport, check_store, store_status
 from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE
 from engine.store.store import Store
-
-
-# An abstractive summary is written from this many times max_sentences evidence sentences.
-EVIDENCE_FACTOR = 3
 
 
 class KnowledgeBase:
@@ -183,191 +175,40 @@ class KnowledgeBase:
         finally:
             store.release_write_lock()
 
-    def ask(
-        self,
-        query: str,
-        k: int | None = None,
-        max_images: int | None = None,
-        max_sentences: int | None = None,
-        style: str | None = None,
-        filters: Filters | None = None,
-        min_score: float | str | None = None,
-        min_alignment: float | str | None = None,
-        images_only: bool = False,
-        abstractive: bool | None = None,
-        language: str | None = None,
-    ) -> AskResult:
-        """Answer ``query`` with a cited summary and the images that align with it and its evidence.
+    def ask(self, question: str | AskRequest, **options) -> AskResult:  # noqa: ANN003 - AskRequest's fields
+        """Answer ``question`` with a cited summary and the images that align with it and its evidence.
 
         Args:
-            style: bullets | paragraph | brief | detailed (default: ask.style).
-            filters: restrict retrieval by topic, source, date or language.
-            min_score: the relevance cutoff: a number, "auto" (calibrated from the store)
-                or "off" (default: ask.min_score). Below it a passage is not evidence; with
-                no evidence left the result says nothing relevant was found.
-            min_alignment: drop images whose CLIP alignment is below this ("off": keep all).
-            images_only: an image-only answer: the best-aligned images, each described by
-                its (generated) caption and cited.
-            abstractive: write the summary with the configured generator ([generate]) from the
-                cited evidence, keeping only sentences the evidence supports (default: on when
-                generate.model or generate.url is set).
-            language: the summary's language. Extractive summaries quote their sources, so
-                the evidence is restricted to documents in it; a generator writes in it.
-        """
-        from engine.summarize import STYLES
+            question: the question, or a whole :class:`engine.ask.AskRequest`.
+            options: the request's other fields when ``question`` is a string (k, max_images,
+                max_sentences, style, filters, min_score, min_alignment, images_only,
+                abstractive, language); see :class:`engine.ask.AskRequest`.
 
-        query = query.strip()
-        if not query:
-            raise ConfigError("the question is empty")
-        settings = self.config.ask
-        style = style or settings.style
-        if style not in STYLES:
-            raise ConfigError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
-        filters = filters or Filters()
-        if abstractive is None:
-            abstractive = bool(self.config.generate.model or self.config.generate.url)
-        if language and not abstractive:
-            filters = replace(filters, language=language)
-        detailed = style == "detailed"
-        k = k or settings.k * (2 if detailed else 1)
-        max_images = settings.max_images if max_images is None else max_images
-        max_sentences = max_sentences or STYLES[style](settings.max_sentences)
-        result = AskResult(
-            query=query,
-            summary=[],
-            sources=[],
-            images=[],
-            style=style,
-            settings={
-                "k": k,
-                "max_images": max_images,
-                "max_sentences": max_sentences,
-                "mmr_lambda": settings.mmr_lambda,
-                "dense_weight": settings.dense_weight,
-                "bm25_weight": settings.bm25_weight,
-                "reranker": settings.reranker or None,
-                "filters": {k_: v for k_, v in vars(filters).items() if v},
-                "images_only": images_only,
-                "abstractive": abstractive,
-                "language": language,
-            },
+        Returns:
+            engine.results.AskResult: its ``to_dict()`` is the JSON of ``engine ask --format json``.
+        """
+        from engine.ask.pipeline import Parts, answer
+
+        request = question if isinstance(question, AskRequest) else AskRequest(question, **options)
+        parts = Parts(
+            config=self.config,
+            store=self.store,
+            text=self.text_encoder,
+            clip=self.clip_encoder,
+            reranker=self.reranker,
+            summarizer=lambda: self.summarizer,
+            calibration=self.calibration,
         )
-        if self.store.vector_version(TEXT_SPACE) == 0:
-            result.notices.append("the store is empty: index something first (engine index --topics FILE --from PATH)")
-            return result
-        timer = _StageTimer(result.timings_ms)
-        text = self.text_encoder
-        self.store.bind_model((TEXT_SPACE,), text.name, text.dim)  # refuses vectors of another model
-        with timer("encode_query"):
-            query_vector = text.encode([query])[0]
-        hits = self._retrieve(query, query_vector, filters, k, timer, result)
-        with timer("cutoff"):
-            evidence_hits = self._apply_cutoff(hits, min_score, result)[:k]
-        if not evidence_hits:
-            result.notices.extend(self.notices)
-            return result
-        evidence = q.evidence_chunks(self.store, [h.chunk_id for h in evidence_hits], [h.dense for h in evidence_hits])
-        by_chunk = {h.chunk_id: h for h in evidence_hits}
-        evidence_docs = list(dict.fromkeys(row["document_id"] for row in evidence))
-        alignment_floor = _optional_float(settings.min_alignment if min_alignment is None else min_alignment, "min_alignment")
-        result.settings["min_alignment"] = alignment_floor
-        if images_only:
-            with timer("images"):
-                self._images_only(query, query_vector, evidence_docs, max_images, alignment_floor, result)
-        else:
-            with timer("summarize"):
-                budget = max_sentences * EVIDENCE_FACTOR if abstractive else max_sentences
-                sentence_vectors = self._summarize(query_vector, evidence, by_chunk, budget, result)
-            if abstractive:
-                with timer("generate"):
-                    sentence_vectors = self._rewrite(query, query_vector, max_sentences, language, result)
-            if max_images > 0:
-                with timer("images"):
-                    self._illustrate(query, query_vector, sentence_vectors, evidence_docs, max_images, alignment_floor, result)
-        result.notices.extend(self.notices)
+        result = answer(parts, request)
+        result.notices.extend(n for n in self.notices if n not in result.notices)
         return result
 
-    def _retrieve(self, query: str, query_vector: np.ndarray, filters: Filters, k: int, timer, result: AskResult) -> list:  # noqa: ANN001
-        """Fused BM25 + dense passages for the question, best first (reranked when configured)."""
-        from engine import retrieve
+    @cached_property
+    def reranker(self):  # noqa: ANN201 - engine.encoders.rerank.Reranker | None
+        """The cross-encoder named by ask.reranker, or None (loaded on first use)."""
+        from engine.encoders.rerank import Reranker
 
-        settings = self.config.ask
-        depth = max(5 * k, 50)  # each ranking reads deeper than k, so fusion has overlap to work with
-        with timer("filter"), self.store.reading() as conn:
-            allowed = retrieve.allowed_chunk_ids(conn, filters, self.config.index.topic_min_similarity)
-        if allowed is not None:
-            result.settings["filtered_to_chunks"] = int(len(allowed))
-        with timer("dense"):
-            dense = retrieve.dense_ranking(self.store.index(TEXT_SPACE, self.text_encoder.dim), query_vector, depth, allowed)
-        with timer("bm25"), self.store.reading() as conn:
-            bm25 = retrieve.bm25_ranking(conn, query, depth, allowed)
-        with timer("fuse"):
-            hits = retrieve.fuse(dense, bm25, settings.dense_weight, settings.bm25_weight)[:depth]
-            retrieve.fill_dense_scores(self.store, hits, query_vector, TEXT_SPACE)
-        if settings.reranker and hits:
-            from engine.rerank import rerank_scores
-
-            with timer("rerank"):
-                top = hits[: 3 * k]
-                rows = q.evidence_chunks(self.store, [h.chunk_id for h in top], [0.0] * len(top))
-                texts = {r["chunk_id"]: r["text"] for r in rows}
-                scores = rerank_scores(settings.reranker, query, [texts.get(h.chunk_id, "") for h in top])
-                for hit, score in zip(top, scores):
-                    hit.rerank = score
-                hits = sorted(top, key=lambda h: -h.rerank) + hits[3 * k :]
-        return hits
-
-    def _apply_cutoff(self, hits: list, min_score: float | str | None, result: AskResult) -> list:
-        """The hits whose dense score reaches the relevance cutoff; records what was used."""
-        from engine.calibrate import relevance_cutoff
-
-        chosen = self.config.ask.min_score if min_score is None else min_score
-        threshold = _optional_float(chosen, "min_score", allow_auto=True)
-        origin = "off" if threshold is None else ("flag" if min_score is not None else "config")
-        if threshold == "auto":
-            calibration = relevance_cutoff(self.store, self.text_encoder, self.config.index.topic_min_similarity)
-            threshold = calibration.threshold
-            origin = "calibrated" if threshold is not None else "off: fewer than 2 documents to calibrate from"
-        best = max((h.dense for h in hits), default=None)
-        kept = hits if threshold is None else [h for h in hits if h.dense >= threshold]
-        result.relevance = {
-            "threshold": threshold,
-            "origin": origin,
-            "best_score": None if best is None else round(best, 4),
-            "passages_above": len(kept),
-            "nothing_relevant": not kept,
-        }
-        if not kept:
-            where = " within the filters" if result.settings.get("filters") else ""
-            result.notices.append(
-                f"nothing relevant found{where}: the best passage scored "
-                f"{'n/a' if best is None else f'{best:.2f}'}, below the relevance cutoff {threshold:.2f} "
-                f"({result.relevance['origin']}; --min-score changes it)"
-                if threshold is not None
-                else f"nothing found{where}"
-            )
-        return kept
-
-    def _summarize(self, query_vector: np.ndarray, evidence: list[dict], by_chunk: dict, max_sentences: int, result: AskResult) -> np.ndarray:
-        """An extractive summary of the evidence into ``result``; returns its sentence vectors."""
-        from engine.summarize import candidate_sentences, mmr, reading_order
-
-        candidates = candidate_sentences(evidence)
-        sentence_vectors = self.text_encoder.encode([c.text for c in candidates])
-        picked = reading_order(candidates, mmr(query_vector, sentence_vectors, max_sentences, self.config.ask.mmr_lambda))
-        numbers = self._cite(result, [candidates[i].document_id for i in picked])
-        result.summary = [
-            SummarySentence(
-                candidates[i].text,
-                [numbers[candidates[i].document_id]],
-                candidates[i].document_id,
-                candidates[i].chunk_id,
-                round(float(sentence_vectors[i] @ query_vector), 4),
-                retrieval=_retrieval_parts(by_chunk.get(candidates[i].chunk_id)),
-            )
-            for i in picked
-        ]
-        return sentence_vectors[picked] if picked else np.zeros((0, self.text_encoder.dim), np.float32)
+        return Reranker(self.config.ask.reranker) if self.config.ask.reranker else None
 
     @cached_property
     def summarizer(self):  # noqa: ANN201 - engine.generate.AbstractiveSummarizer, imported lazily
@@ -375,123 +216,11 @@ class KnowledgeBase:
 
         return AbstractiveSummarizer(self.config.generate, self.text_encoder)
 
-    def _rewrite(self, query: str, query_vector: np.ndarray, max_sentences: int, language: str | None, result: AskResult) -> np.ndarray:
-        """Replace the extractive summary by the generator's, from a wider set of evidence sentences.
+    def calibration(self):  # noqa: ANN201 - engine.ask.calibration.Calibration
+        """The store's relevance calibration (cached in the store; measured again when stale)."""
+        from engine.ask.calibration import relevance_cutoff
 
-        The extractive pass picked the evidence (MMR over ``EVIDENCE_FACTOR`` times the
-        sentences); the generator writes from it with [n] citations, and sentences the cited
-        evidence does not support are dropped or marked (engine/faithfulness.py).
-        """
-        evidence = [(s.text, s.citations[0]) for s in result.summary]
-        generated = self.summarizer.summarize(query, evidence, result.style, max_sentences, language)
-        by_number = {s.number: s.document_id for s in result.sources}
-        vectors = self.text_encoder.encode([g.text for g in generated.sentences])
-        chunk_of = [s.chunk_id for s in result.summary]
-        result.summary = [
-            SummarySentence(
-                g.text,
-                g.citations,
-                by_number.get(g.citations[0], 0) if g.citations else 0,
-                chunk_of[g.evidence] if g.evidence is not None else 0,
-                round(float(v @ query_vector), 4),
-                supported=g.supported,
-                support=round(g.similarity, 4),
-            )
-            for g, v in zip(generated.sentences, vectors)
-        ]
-        # Number the sources the generated text cites 1, 2, ... in order of first citation.
-        renumber = {n: new for new, n in enumerate(dict.fromkeys(n for s in result.summary for n in s.citations), 1)}
-        for sentence in result.summary:
-            sentence.citations = [renumber[n] for n in sentence.citations]
-        result.sources = sorted(
-            (replace(s, number=renumber[s.number]) for s in result.sources if s.number in renumber), key=lambda s: s.number
-        )
-        result.faithfulness = {"model": generated.model, **vars(generated.report)}
-        result.notices.extend(generated.notices)
-        return vectors if len(vectors) else np.zeros((0, self.text_encoder.dim), np.float32)
-
-    def _cite(self, result: AskResult, document_ids: list[int]) -> dict[int, int]:
-        """Number the cited documents [1], [2], ... in order of first citation; fill the source list."""
-        doc_order = list(dict.fromkeys(document_ids))
-        info = q.document_sources(self.store, doc_order)
-        numbers = {d: n + 1 for n, d in enumerate(doc_order)}
-        result.sources = [
-            SourceRef(numbers[d], d, info[d]["title"], info[d]["url"], info[d]["published"]) for d in doc_order if d in info
-        ]
-        return numbers
-
-    def _image_candidates(self, query: str, evidence_docs: list[int], max_images: int) -> tuple[list, ClipEncoder | None]:
-        """Images on the evidence pages plus CLIP's text→image search for the question."""
-        clip = self.clip_encoder() if self.store.vector_version(CLIP_IMAGE_SPACE) > 0 else None
-        extra: list[int] = []
-        if clip is not None:
-            self.store.bind_model((CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE), clip.identity, clip.dim)
-            clip_query = clip.encode_texts([query])[0]
-            _, found = self.store.index(CLIP_IMAGE_SPACE, clip.dim).search(clip_query[None, :], max_images * 4)
-            extra = [int(i) for i in found[0] if i >= 0]
-        return q.image_candidates(self.store, evidence_docs, extra), clip
-
-    def _illustrate(
-        self,
-        query: str,
-        query_vector: np.ndarray,
-        sentence_vectors: np.ndarray,
-        evidence_docs: list[int],
-        max_images: int,
-        min_alignment: float | None,
-        result: AskResult,
-    ) -> None:
-        from engine.align import Evidence, rank_images
-
-        candidates, clip = self._image_candidates(query, evidence_docs, max_images)
-        # Images from pages not cited yet are cited too, after the summary's sources.
-        numbers = {s.document_id: s.number for s in result.sources}
-        evidence = Evidence(query, query_vector, [s.text for s in result.summary], sentence_vectors)
-        hits, dropped = rank_images(self.store, self.text_encoder, clip, candidates, evidence, numbers, max_images, min_alignment)
-        self._cite_images(result, hits, candidates)
-        result.images, result.images_dropped = hits, dropped
-
-    def _images_only(
-        self,
-        query: str,
-        query_vector: np.ndarray,
-        evidence_docs: list[int],
-        max_images: int,
-        min_alignment: float | None,
-        result: AskResult,
-    ) -> None:
-        """Images as the answer: each described by its captions, with its page cited."""
-        from engine.align import Evidence, rank_images
-
-        candidates, clip = self._image_candidates(query, evidence_docs, max(max_images, 1))
-        empty = np.zeros((0, self.text_encoder.dim), np.float32)
-        hits, dropped = rank_images(
-            self.store, self.text_encoder, clip, candidates, Evidence(query, query_vector, [], empty), {}, max(max_images, 1), min_alignment
-        )
-        self._cite_images(result, hits, candidates)
-        for n, hit in enumerate(hits):
-            words = hit.generated_caption or hit.caption or hit.alt
-            if not words:
-                continue
-            hit.sentence = len(result.summary)
-            shown_on = next(c for c in candidates if c.image_id == hit.image_id)
-            result.summary.append(
-                SummarySentence(
-                    words, [hit.source] if hit.source else [], shown_on.document_id, shown_on.chunk_id or 0, hit.parts.get("context", 0.0)
-                )
-            )
-        result.images, result.images_dropped = hits, dropped
-
-    def _cite_images(self, result: AskResult, hits: list[ImageHit], candidates: list) -> None:
-        """Give every shown image a source number, adding its page to the sources if needed."""
-        page_of = {c.image_id: c.document_id for c in candidates}
-        missing = [page_of[h.image_id] for h in hits if h.source is None]
-        if not missing:
-            return
-        cited = [s.document_id for s in result.summary] + [s.document_id for s in result.sources]
-        numbers = self._cite(result, list(dict.fromkeys(cited + missing)))
-        for hit in hits:
-            hit.source = numbers.get(page_of[hit.image_id])
+        return relevance_cutoff(self.store, self.text_encoder, self.config.index.topic_min_similarity)
 
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""
@@ -543,49 +272,3 @@ class KnowledgeBase:
         from engine.store.database import current_revision
 
         return current_revision(self.store.engine) or "none"
-
-
-class _StageTimer:
-    """Adds the wall time of each ``with timer("stage")`` block, in ms, to ``into``."""
-
-    def __init__(self, into: dict[str, float]):
-        self.into = into
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.into[stage] = round(self.into.get(stage, 0.0) + 1000 * (time.perf_counter() - started), 3)
-
-
-def _optional_float(value: float | str | None, name: str, allow_auto: bool = False) -> float | str | None:
-    """A threshold setting: a number, "off" (None) or, where allowed, "auto"."""
-    if value is None or isinstance(value, (int, float)):
-        return value
-    word = str(value).strip().lower()
-    if word in ("off", "none", ""):
-        return None
-    if allow_auto and word == "auto":
-        return "auto"
-    try:
-        return float(word)
-    except ValueError:
-        choices = "a number, auto or off" if allow_auto else "a number or off"
-        raise ConfigError(f"{name} must be {choices}, not {value!r}") from None
-
-
-def _retrieval_parts(hit) -> dict:  # noqa: ANN001 - engine.retrieve.Hit or None
-    if hit is None:
-        return {}
-    parts = {
-        "dense": None if hit.dense is None else round(hit.dense, 4),
-        "dense_rank": hit.dense_rank,
-        "bm25": None if hit.bm25 is None else round(hit.bm25, 4),
-        "bm25_rank": hit.bm25_rank,
-        "rrf": round(hit.rrf, 5),
-    }
-    if hit.rerank is not None:
-        parts["rerank"] = round(hit.rerank, 4)
-    return parts

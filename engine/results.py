@@ -57,7 +57,7 @@ class ImageHit:
     width: int
     height: int
     score: float
-    # The parts the score is made of, each a similarity in [-1, 1] (engine/align.py): context
+    # The parts the score is made of, each a similarity in [-1, 1] (engine/ask/images.py): context
     # (text model), clip_topic, clip_evidence, clip_context and alignment (when CLIP is available).
     parts: dict[str, float] = field(default_factory=dict)
     sentence: int | None = None  # index of the summary sentence it illustrates best

@@ -13,7 +13,8 @@ from sqlalchemy import delete, text, update
 
 from engine.config import AskConfig, ClipConfig, Config, StoreConfig
 from engine.errors import ConfigError
-from engine.retrieve import RRF_K, Filters, fts_query, fuse
+from engine.ask.request import Filters
+from engine.ask.retrieval import RRF_K, fts_query, fuse
 from engine.store.schema import documents, images
 from tests.conftest import RANDOM_CLIP
 from tests.test_bad_input import article, figure
@@ -152,7 +153,7 @@ def test_off_topic_question_gets_nothing_relevant_instead_of_the_nearest_junk(kb
 
 
 def test_the_cutoff_is_calibrated_from_the_store_and_cached(kb):
-    from engine.calibrate import CACHE_FILE, relevance_cutoff
+    from engine.ask.calibration import CACHE_FILE, relevance_cutoff
 
     calibration = relevance_cutoff(kb.store, kb.text_encoder, kb.config.index.topic_min_similarity)
     # A pseudo-question matches its own passage far better than passages of other pages.
@@ -174,9 +175,9 @@ def test_a_single_document_store_has_no_calibrated_cutoff(tmp_path, text_encoder
 
 
 def test_bad_thresholds_are_config_errors_naming_the_setting(kb):
-    with pytest.raises(ConfigError, match="min_score must be a number, auto or off"):
+    with pytest.raises(ConfigError, match=r"min_score \(from the request\) must be a number, auto or off, not 'high'"):
         kb.ask("coffee", min_score="high")
-    with pytest.raises(ConfigError, match="unknown style 'poem'"):
+    with pytest.raises(ConfigError, match=r"style \(from the request\) must be one of bullets, .*not 'poem'"):
         kb.ask("coffee", style="poem")
 
 
@@ -282,7 +283,7 @@ def test_images_only_answers_with_cited_captioned_images(clip_store, text_encode
 
 
 def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp_path):
-    from engine.retrieve import PRUNE_FROM_PASSAGES, distinctive_words
+    from engine.ask.retrieval import PRUNE_FROM_PASSAGES, distinctive_words
     from engine.store.store import Store
 
     with Store(tmp_path) as store, store.transaction() as conn:

@@ -1,0 +1,235 @@
+"""Retrieval: BM25 (SQLite FTS5) and dense (FAISS) rankings, filtered, fused, optionally reranked.
+
+Dense search finds paraphrases; BM25 finds the rare exact words (names, codes, numbers)
+that a small embedding model blurs. Reciprocal rank fusion needs no score calibration
+between the two: each list contributes ``weight / (RRF_K + rank)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+from sqlalchemy import Connection, select, text
+
+from engine.ask.request import AskPlan, Filters
+from engine.store.schema import TEXT_SPACE, chunks, documents, sources, topic_documents, topics
+from engine.store.store import Store
+from engine.store.vectors import VectorIndex
+
+# The constant from Cormack et al. (2009); it damps the weight of the very top ranks.
+RRF_K = 60
+_WORD = re.compile(r"\w+", re.UNICODE)
+# In a large store, a word found in more than this share of passages ("how", "the", "is")
+# adds almost nothing to BM25 (its IDF is near zero) but makes FTS5 score most of the
+# store; such words are left out of the query. Small stores keep every word.
+COMMON_WORD_SHARE = 0.1
+PRUNE_FROM_PASSAGES = 2000
+# The reranker reads this many times k of the fused passages.
+RERANK_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One passage as retrieval found it: its scores and ranks in each ranking."""
+
+    chunk_id: int
+    rrf: float = 0.0
+    dense: float | None = None  # cosine similarity to the query (text model)
+    dense_rank: int | None = None
+    bm25: float | None = None  # FTS5 bm25(), sign flipped so that higher is better
+    bm25_rank: int | None = None
+    rerank: float | None = None  # cross-encoder score, when one is configured
+
+    def parts(self) -> dict[str, float | int | None]:
+        """The scores behind this passage, rounded for reports."""
+        out: dict[str, float | int | None] = {
+            "dense": None if self.dense is None else round(self.dense, 4),
+            "dense_rank": self.dense_rank,
+            "bm25": None if self.bm25 is None else round(self.bm25, 4),
+            "bm25_rank": self.bm25_rank,
+            "rrf": round(self.rrf, 5),
+        }
+        if self.rerank is not None:
+            out["rerank"] = round(self.rerank, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A stored chunk's text and where it sits."""
+
+    chunk_id: int
+    document_id: int
+    text: str
+    start_char: int
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    hits: list[Hit]  # best first
+    filtered_to: int | None  # how many passages the filters allowed (None: no filter)
+
+
+def retrieve(
+    store: Store,
+    index: VectorIndex,
+    plan: AskPlan,
+    query_vector: np.ndarray,
+    topic_min_similarity: float,
+    reranker=None,  # noqa: ANN001 - engine.encoders.rerank.Reranker | None
+    timer=None,  # noqa: ANN001 - engine.ask.pipeline.Stopwatch | None
+) -> Retrieval:
+    """Fused BM25 + dense passages for the question, best first (reranked when a reranker is given)."""
+    timer = timer or _no_timer
+    depth = max(5 * plan.k, 50)  # each ranking reads deeper than k, so fusion has overlap to work with
+    with timer("filter"), store.reading() as conn:
+        allowed = allowed_chunk_ids(conn, plan.filters, topic_min_similarity)
+    with timer("dense"):
+        dense = dense_ranking(index, query_vector, depth, allowed)
+    with timer("bm25"), store.reading() as conn:
+        bm25 = bm25_ranking(conn, plan.question, depth, allowed)
+    with timer("fuse"):
+        hits = fuse(dense, bm25, plan.dense_weight, plan.bm25_weight)[:depth]
+        hits = with_dense_scores(store, hits, query_vector)
+    if reranker is not None and hits:
+        with timer("rerank"):
+            hits = rerank(store, reranker, plan.question, hits, RERANK_DEPTH * plan.k)
+    return Retrieval(hits, None if allowed is None else int(len(allowed)))
+
+
+def query_words(query: str) -> list[str]:
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+
+
+def fts_query(query: str | list[str]) -> str | None:
+    """The words of ``query`` as an FTS5 OR-query of quoted terms (None if it has no words)."""
+    words = query_words(query) if isinstance(query, str) else query
+    return " OR ".join(f'"{w}"' for w in words) or None
+
+
+def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
+    """``words`` without the ones too common in this store to matter (all of them if all are)."""
+    passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0
+    if passages < PRUNE_FROM_PASSAGES or len(words) < 2:
+        return words
+    cap = int(COMMON_WORD_SHARE * passages)
+    # Counting stops at the cap, so a very common word costs no more than a rare one.
+    count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
+    kept = [w for w in words if conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() < cap]
+    if kept:
+        return kept
+    # Every word is common: keep the rarest, counted further.
+    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": passages}).scalar() for w in words}
+    return [min(words, key=counts.__getitem__)]
+
+
+def allowed_chunk_ids(conn: Connection, filters: Filters, topic_min_similarity: float) -> np.ndarray | None:
+    """Ids of the chunks the filters allow, or None when nothing is filtered."""
+    if not filters.any():
+        return None
+    query = select(chunks.c.id).join(documents, documents.c.id == chunks.c.document_id)
+    if filters.topic:
+        query = query.where(
+            chunks.c.document_id.in_(
+                select(topic_documents.c.document_id)
+                .join(topics, topics.c.id == topic_documents.c.topic_id)
+                .where(topics.c.name == filters.topic, topic_documents.c.score >= topic_min_similarity)
+            )
+        )
+    if filters.source:
+        query = query.where(
+            chunks.c.document_id.in_(
+                select(sources.c.document_id).where(sources.c.url.contains(filters.source, autoescape=True))
+            )
+        )
+    if filters.since:
+        query = query.where(documents.c.published >= filters.since)
+    if filters.until:
+        # "2024-05-01" must include "2024-05-01T10:00": compare against the day's end.
+        query = query.where(documents.c.published <= filters.until + "\uffff")
+    if filters.language:
+        lang = filters.language.lower()
+        query = query.where((documents.c.language == lang) | documents.c.language.like(f"{lang}-%"))
+    return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+
+
+def dense_ranking(index: VectorIndex, query_vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    scores, ids = index.search(query_vector[None, :], k, allowed)
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+
+def bm25_ranking(conn: Connection, query: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    words = query_words(query)
+    if not words:
+        return []
+    match = fts_query(distinctive_words(conn, words))
+    rows = conn.execute(
+        text("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH :q ORDER BY rank LIMIT :k"),
+        # A filter can reject most BM25 hits: read deeper, then keep the allowed ones.
+        {"q": match, "k": k if allowed is None else k * 20},
+    ).all()
+    if allowed is not None:
+        keep = set(allowed.tolist())
+        rows = [r for r in rows if r[0] in keep]
+    return [(int(rowid), -float(score)) for rowid, score in rows[:k]]
+
+
+def fuse(dense: list[tuple[int, float]], bm25: list[tuple[int, float]], dense_weight: float, bm25_weight: float) -> list[Hit]:
+    """Reciprocal rank fusion of the two rankings, best first (ties: better dense score first)."""
+    found: dict[int, dict] = {}
+    for rank, (chunk_id, score) in enumerate(dense):
+        entry = found.setdefault(chunk_id, {"chunk_id": chunk_id, "rrf": 0.0})
+        entry.update(dense=score, dense_rank=rank)
+        entry["rrf"] += dense_weight / (RRF_K + rank + 1)
+    for rank, (chunk_id, score) in enumerate(bm25):
+        entry = found.setdefault(chunk_id, {"chunk_id": chunk_id, "rrf": 0.0})
+        entry.update(bm25=score, bm25_rank=rank)
+        entry["rrf"] += bm25_weight / (RRF_K + rank + 1)
+    hits = [Hit(**entry) for entry in found.values()]
+    return sorted(hits, key=lambda h: (-h.rrf, -(h.dense if h.dense is not None else -2.0)))
+
+
+def with_dense_scores(store: Store, hits: list[Hit], query_vector: np.ndarray) -> list[Hit]:
+    """``hits`` with a cosine score for those only BM25 found, so every hit has the same signals."""
+    missing = [h.chunk_id for h in hits if h.dense is None]
+    if not missing:
+        return hits
+    vectors = store.read_vectors(TEXT_SPACE, missing, len(query_vector))
+    scores = dict(zip(missing, (vectors @ query_vector).tolist()))
+    return [h if h.dense is not None else replace(h, dense=float(scores[h.chunk_id])) for h in hits]
+
+
+def rerank(store: Store, reranker, question: str, hits: list[Hit], depth: int) -> list[Hit]:  # noqa: ANN001
+    """The top ``depth`` hits ordered by the cross-encoder (scores recorded), then the rest."""
+    top = hits[:depth]
+    texts = read_passages(store, [h.chunk_id for h in top])
+    scores = reranker.scores(question, [texts[h.chunk_id].text if h.chunk_id in texts else "" for h in top])
+    scored = [replace(h, rerank=s) for h, s in zip(top, scores)]
+    return sorted(scored, key=lambda h: -h.rerank) + hits[depth:]
+
+
+def read_passages(store: Store, chunk_ids: list[int]) -> dict[int, Passage]:
+    """The stored text of each chunk id that still exists."""
+    wanted = [int(i) for i in chunk_ids if i >= 0]
+    if not wanted:
+        return {}
+    with store.reading() as conn:
+        rows = conn.execute(
+            select(chunks.c.id, chunks.c.document_id, chunks.c.text, chunks.c.start_char, documents.c.language)
+            .join(documents, documents.c.id == chunks.c.document_id)
+            .where(chunks.c.id.in_(wanted))
+        ).all()
+    return {r.id: Passage(r.id, r.document_id, r.text, r.start_char, r.language) for r in rows}
+
+
+class _NoTimer:
+    def __call__(self, stage: str):  # noqa: ANN204
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
+_no_timer = _NoTimer()
