@@ -15,9 +15,11 @@ from html import escape
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from engine.errors import InputError
 from engine.results import AskResult, ImageHit, SummarySentence
+from indexer.images import read_thumbnail
 
-THUMBNAIL_SIDE = 512
+THUMBNAIL_SIDE = 512  # shown at most 256 px wide: sharp on a high-density screen
 # No scripts, frames, forms, fonts or fetches: images from data: URIs (or local files
 # with link_images) and the inline style sheet are all the page may load.
 CSP = "default-src 'none'; img-src data: file:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -125,15 +127,10 @@ def _image_src(path: str, link_images: bool) -> str | None:
     """A data: URI of a JPEG thumbnail, or the file's file: URI; None when the file cannot be read."""
     if link_images:
         return Path(path).resolve().as_uri()
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            picture = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
+        picture = read_thumbnail(Path(path), THUMBNAIL_SIDE)
+    except InputError:
         return None
-    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -8,12 +8,13 @@ from sqlalchemy import bindparam, delete, select, update
 
 from engine.encoders.clip import ClipEncoder
 from engine.encoders.text import TextEncoder
+from engine.errors import InputError
 from engine.results import Progress
 from engine.sentences import split_sentences
 from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, documents, embeddings, images
 from engine.store.store import Store
 
-BATCH = 64
+BATCH = 64  # rows per transaction; images come as thumbnails, so 64 of them stay under ~40 MB
 
 
 def reembed_text(store: Store, encoder: TextEncoder, on_progress: Callable | None = None) -> int:
@@ -31,8 +32,6 @@ def reembed_text(store: Store, encoder: TextEncoder, on_progress: Callable | Non
 
 def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None = None) -> dict[str, int]:
     """Compute the missing CLIP vectors of images and chunks (all of them if the model changed)."""
-    from PIL import Image
-
     if store.get_meta(f"model.{CLIP_IMAGE_SPACE}") != clip.identity:
         _reset_space(store, (CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE), clip.identity, clip.dim)
     with store.reading() as conn:
@@ -48,14 +47,9 @@ def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None =
         ).all()
     unreadable = 0
     for start in range(0, len(todo_images), BATCH):
-        ids, pictures = [], []
-        for row in todo_images[start : start + BATCH]:
-            try:
-                with Image.open(store.root / row.path) as im:
-                    pictures.append(im.convert("RGB"))
-                ids.append(row.id)
-            except OSError:
-                unreadable += 1  # `engine check` names the missing files
+        batch = todo_images[start : start + BATCH]
+        ids, pictures = _read_thumbnails(store, batch)
+        unreadable += len(batch) - len(ids)
         _commit_vectors(store, CLIP_IMAGE_SPACE, ids, clip.encode_images(pictures))
         _report(on_progress, start + BATCH, len(todo_images), "image vectors")
     for start in range(0, len(todo_chunks), BATCH):
@@ -68,24 +62,14 @@ def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None =
 
 def fill_missing_phashes(store: Store, on_progress: Callable | None = None) -> int:
     """Perceptual hashes for images stored before the engine kept them (schema 0001)."""
-    from PIL import Image
-
-    from indexer.images import THUMBNAIL_SIDE, perceptual_hash
+    from indexer.images import perceptual_hash
 
     with store.reading() as conn:
         todo = conn.execute(select(images.c.id, images.c.path).where(images.c.phash.is_(None))).all()
     done = 0
     for start in range(0, len(todo), BATCH):
-        hashes = []
-        for row in todo[start : start + BATCH]:
-            try:
-                with Image.open(store.root / row.path) as im:
-                    im.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                    picture = im.convert("RGB")
-                picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                hashes.append({"row_id": row.id, "phash": perceptual_hash(picture)})
-            except OSError:
-                continue  # `engine check` names the missing files
+        ids, pictures = _read_thumbnails(store, todo[start : start + BATCH])
+        hashes = [{"row_id": i, "phash": perceptual_hash(p)} for i, p in zip(ids, pictures)]
         if hashes:
             with store.transaction() as conn:
                 conn.execute(update(images).where(images.c.id == bindparam("row_id")).values(phash=bindparam("phash")), hashes)
@@ -104,25 +88,13 @@ def fill_captions(store: Store, captioner, on_progress: Callable | None = None) 
     Returns:
         {"captions": images captioned, "unreadable_images": files that could not be read}.
     """
-    from PIL import Image
-
-    from indexer.images import THUMBNAIL_SIDE
-
     with store.reading() as conn:
         todo = conn.execute(select(images.c.id, images.c.path).where(images.c.caption.is_(None)).order_by(images.c.id)).all()
     done = unreadable = 0
     for start in range(0, len(todo), captioner.batch_size):
-        ids, pictures = [], []
-        for row in todo[start : start + captioner.batch_size]:
-            try:
-                with Image.open(store.root / row.path) as im:
-                    im.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # the size ingestion captions
-                    picture = im.convert("RGB")
-                picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                pictures.append(picture)
-                ids.append(row.id)
-            except OSError:
-                unreadable += 1  # `engine check` names the missing files
+        batch = todo[start : start + captioner.batch_size]
+        ids, pictures = _read_thumbnails(store, batch)
+        unreadable += len(batch) - len(ids)
         if ids:
             rows = [{"row_id": i, "caption": c} for i, c in zip(ids, captioner.caption(pictures))]
             with store.transaction() as conn:
@@ -130,6 +102,21 @@ def fill_captions(store: Store, captioner, on_progress: Callable | None = None) 
             done += len(rows)
         _report(on_progress, start + captioner.batch_size, len(todo), "image captions")
     return {"captions": done, "unreadable_images": unreadable}
+
+
+def _read_thumbnails(store: Store, rows: list) -> tuple[list[int], list]:
+    """(ids, thumbnails) of the rows' image files that can be read, decoded as indexing decoded
+    them, so a vector, hash or caption made now equals the one indexing would have made."""
+    from indexer.images import read_thumbnail
+
+    ids, pictures = [], []
+    for row in rows:
+        try:
+            pictures.append(read_thumbnail(store.root / row.path))
+        except InputError:
+            continue  # `engine check` names the missing files
+        ids.append(row.id)
+    return ids, pictures
 
 
 def _reset_space(store: Store, spaces: tuple[str, ...], model: str, dim: int) -> None:

@@ -1,11 +1,15 @@
-"""Image validation: real format, size and pixel limits, complete data; hashing."""
+"""Image validation: real format, size and pixel limits, complete data; the one thumbnail decode
+that indexing, reindexing and reports share; hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 from engine.errors import InputError
 
@@ -27,7 +31,7 @@ class ImageData:
 
 def load_image(data: bytes | None, source: str, max_pixels: int, max_bytes: int, min_side: int) -> ImageData:
     """Validate image bytes and decode a thumbnail; raise InputError naming ``source``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if data is None:
         raise InputError(source, "not found in the input")
@@ -35,31 +39,17 @@ def load_image(data: bytes | None, source: str, max_pixels: int, max_bytes: int,
         raise InputError(source, f"over the {max_bytes}-byte image limit")
     if not data:
         raise InputError(source, "empty file")
-    try:
-        with warnings.catch_warnings():
-            # The pixel limit is checked below, before decoding, against our own setting.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "?"
-            if fmt not in ALLOWED_FORMATS:
-                raise InputError(source, f"unsupported image format {fmt}")
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InputError(source, f"{width}x{height} is over the {max_pixels}-pixel limit")
-            if min(width, height) < min_side:
-                raise InputError(source, f"{width}x{height} is smaller than {min_side} px (an icon or spacer)")
-            image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decode at reduced scale
-            image.load()
-            thumbnail = _rgb(image)
-            thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    except InputError:
-        raise
-    except UnidentifiedImageError:
-        raise InputError(source, "not an image (unrecognised data)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(source, f"decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(source, f"damaged image: {exc}") from None
+    with _decoding(source):
+        image = Image.open(io.BytesIO(data))
+        fmt = image.format or "?"
+        if fmt not in ALLOWED_FORMATS:
+            raise InputError(source, f"unsupported image format {fmt}")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InputError(source, f"{width}x{height} is over the {max_pixels}-pixel limit")
+        if min(width, height) < min_side:
+            raise InputError(source, f"{width}x{height} is smaller than {min_side} px (an icon or spacer)")
+        thumbnail = _thumbnail(image, THUMBNAIL_SIDE)
     return ImageData(
         content_hash=hashlib.sha256(data).hexdigest(),
         data=data,
@@ -69,6 +59,55 @@ def load_image(data: bytes | None, source: str, max_pixels: int, max_bytes: int,
         thumbnail=thumbnail,
         phash=perceptual_hash(thumbnail),
     )
+
+
+def read_thumbnail(path: Path, side: int = THUMBNAIL_SIDE):  # noqa: ANN201 - PIL image
+    """A stored image file decoded exactly as ``load_image`` decoded it at index time.
+
+    Reindexing, hashing, captioning and reports all use this, so a stored image gets the
+    same CLIP vector, hash and caption as when it was indexed, and never costs a full-size decode.
+
+    Args:
+        path: the image file.
+        side: the longest side of the result, in pixels.
+
+    Returns:
+        a PIL image in RGB. Raises InputError naming ``path`` when it cannot be read or decoded.
+    """
+    from PIL import Image
+
+    with _decoding(str(path)), Image.open(path) as image:
+        return _thumbnail(image, side)
+
+
+def _thumbnail(image, side: int):  # noqa: ANN001, ANN202 - PIL images
+    image.draft("RGB", (side, side))  # JPEG: decode at reduced scale
+    image.load()
+    thumbnail = _rgb(image)
+    thumbnail.thumbnail((side, side))
+    return thumbnail
+
+
+@contextmanager
+def _decoding(source: str) -> Iterator[None]:
+    """Pillow's decoding failures, whatever their class, as one InputError naming ``source``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit is checked before decoding, against our own setting.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(source, "not an image (unrecognised data)") from None
+    except FileNotFoundError:
+        raise InputError(source, "file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(source, f"decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(source, f"damaged image: {exc}") from None
 
 
 def perceptual_hash(image) -> str:  # noqa: ANN001 - PIL image

@@ -37,6 +37,17 @@ def test_shapes_and_unit_norms(clip_encoder, examples_dir):
     assert np.allclose(np.linalg.norm(text_vectors, axis=1), 1, atol=1e-5)
 
 
+def test_an_image_gets_one_vector_whatever_its_batch(clip_encoder, examples_dir):
+    files = sorted({p.read_bytes(): p for p in (examples_dir / "pages").glob("*_files/*.jpg")}.values())[:3]
+    pictures = [Image.open(p).convert("RGB") for p in files]  # three different images
+    together = clip_encoder.encode_images(pictures + pictures[:1])
+    alone = np.concatenate([clip_encoder.encode_images([p]) for p in pictures])
+    assert np.allclose(together[:3], alone, atol=1e-5)  # batching does not change a vector
+    assert np.allclose(together[0], together[3], atol=1e-5)  # the same image twice, the same vector
+    distances = np.abs(alone[:, None, :] - alone[None, :, :]).max(axis=2)
+    assert (distances[~np.eye(3, dtype=bool)] > 1e-3).all()  # different images, different vectors
+
+
 def test_random_weights_are_the_same_in_every_load(clip_encoder):
     again = ClipEncoder(RANDOM_CLIP)
     a = clip_encoder.encode_texts(["the same sentence"])
@@ -89,13 +100,17 @@ def test_clip_vectors_are_stored_under_row_ids_and_survive_reopening(kb_clip, co
 
 
 @pytest.mark.slow
-def test_ask_reports_clip_score_parts_when_clip_vectors_exist(kb_clip, coffee_pages):
+def test_ask_reports_clip_score_parts_when_clip_vectors_exist(kb_clip, clip_encoder, coffee_pages):
     kb_clip.index(["coffee"], [coffee_pages])
     result = kb_clip.ask("coffee roasting", max_images=3)
     assert result.images
-    for image in result.images:
+    question = clip_encoder.encode_texts(["coffee roasting"])[0]
+    stored = kb_clip.store.read_vectors(CLIP_IMAGE_SPACE, [im.image_id for im in result.images], 512)
+    for image, vector in zip(result.images, stored):
         assert {"context", "clip_topic", "clip_evidence", "clip_context", "alignment"} == set(image.parts)
-        assert all(-1.0 <= v <= 1.0 for v in image.parts.values())
+        # The parts are the cosines they claim to be (rounded to 4 places), not just any number in [-1, 1].
+        assert image.parts["clip_topic"] == pytest.approx(float(vector @ question), abs=1e-4)
+        assert image.parts["alignment"] == max(image.parts["clip_topic"], image.parts["clip_evidence"])
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def test_vectors_of_another_model_are_refused(tmp_path):
     with Store(tmp_path) as store:
         store.bind_model((TEXT_SPACE,), "model-a", DIM)
         put(store, [1], unit(np.random.default_rng(4), 1))
-        with pytest.raises(ModelMismatchError, match="model-a.*model-b"):
+        with pytest.raises(ModelMismatchError, match="model-a.*model-b.*`engine reindex --text`"):
             store.bind_model((TEXT_SPACE,), "model-b", DIM)
 
 

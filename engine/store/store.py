@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert
 from engine.errors import ModelMismatchError, StoreError
 from engine.store import database
 from engine.store.atomic import write_atomic
-from engine.store.schema import SPACE_TABLE, embeddings, images, meta
+from engine.store.schema import SPACE_TABLE, TEXT_SPACE, embeddings, images, meta
 from engine.store.vectors import VectorIndex
 
 
@@ -146,9 +146,11 @@ class Store:
             for space in spaces:
                 stored = self.get_meta(f"model.{space}", conn)
                 if stored is not None and stored != name and self.vector_count(space, conn) > 0:
+                    # Whole commands, not a flag in a template, so tests/test_error_messages.py checks them.
+                    redo = "`engine reindex --text`" if space == TEXT_SPACE else "`engine reindex --images`"
                     raise ModelMismatchError(
                         f"the store's {space!r} vectors were made with {stored!r}, but the "
-                        f"configured model is {name!r}; run `engine reindex --rebuild-vectors` "
+                        f"configured model is {name!r}; run {redo} "
                         f"to re-embed everything with {name!r}, or configure {stored!r} again"
                     )
                 self.set_meta(conn, f"model.{space}", name)
