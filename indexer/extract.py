@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -17,6 +18,10 @@ BINARY_MAGIC = {
     b"\x1f\x8b": "gzip data",
 }
 TEXT_TAGS = {"head", "p", "list", "quote", "table", "code"}
+# Inside a top-level block these start a line of their own, so that neighbouring list items,
+# rows or <br>-separated lines never run together into one word ("CloudBeesRachel").
+LINE_TAGS = {"head", "p", "list", "item", "quote", "table", "row", "lb", "div"}
+WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass
@@ -65,7 +70,7 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
         if element.tag == "graphic":
             pending.append((dict(element.attrib), len(paragraphs)))
         elif element.tag in TEXT_TAGS and _is_top_level(element):
-            text = " ".join("".join(element.itertext()).split())
+            text = _block_text(element)
             if text:
                 paragraphs.append(text)
     text = "\n\n".join(paragraphs)
@@ -93,7 +98,7 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
                 url=urljoin(page_url, src),
                 alt=_clean(attrs.get("alt")) or details.get("alt"),
                 caption=details.get("caption") or _clean(attrs.get("title")),
-                context=" ".join(near),
+                context=" ".join(" ".join(near).split()),
                 char_offset=starts[before] if before < len(starts) else len(text),
             )
         )
@@ -131,14 +136,46 @@ def _parse(html: bytes):  # noqa: ANN202 - lxml tree or None
 
 def _only_link_text(tree, text: str) -> bool:  # noqa: ANN001 - lxml tree or None
     """True when every word of ``text`` is the text of some link: a menu, not an article."""
-    import re
-
     if tree is None:
         return False
     link_words: set[str] = set()
     for link in tree.iter("a"):
         link_words.update(re.findall(r"\w+", link.text_content().lower()))
     return set(re.findall(r"\w+", text.lower())) <= link_words
+
+
+def _block_text(element) -> str:  # noqa: ANN001 - lxml element
+    """The text of one top-level block: a line per list item, table row, nested block or line break.
+
+    Whitespace inside a line is collapsed to single spaces, as HTML renders it; table cells are
+    joined by " | " so that a row stays on one line.
+    """
+    pieces: list[str] = []
+    _collect_text(element, pieces)
+    lines = (" ".join(line.split()) for line in "".join(pieces).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _collect_text(element, pieces: list[str]) -> None:  # noqa: ANN001 - lxml element
+    if not isinstance(element.tag, str):  # comment or processing instruction: no text, as itertext()
+        return
+    if element.tag == "row":
+        cells = (" ".join(_block_text(cell).split()) for cell in element)
+        pieces.append("\n" + " | ".join(cell for cell in cells if cell) + "\n")
+        return
+    # An image between two runs of text separates them like a space would.
+    edge = "\n" if element.tag in LINE_TAGS else " " if element.tag == "graphic" else ""
+    pieces.append(edge)
+    pieces.append(_spaces(element.text))
+    for child in element:
+        _collect_text(child, pieces)
+        pieces.append(_spaces(child.tail))
+    pieces.append(edge)
+
+
+def _spaces(text: str | None) -> str:
+    # A newline in the page's own text renders as a space; only the structure breaks lines.
+    return WHITESPACE.sub(" ", text) if text else ""
 
 
 def _is_top_level(element) -> bool:  # noqa: ANN001 - lxml element
@@ -171,8 +208,6 @@ def _figure_details(tree) -> dict[str, dict[str, str | None]]:  # noqa: ANN001 -
 
 
 def _html_language(html: bytes) -> str | None:
-    import re
-
     match = re.search(rb"<html[^>]*\blang=[\"']?([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)?)", html[:4096], re.I)
     return match.group(1).decode("ascii").lower() if match else None
 
