@@ -88,9 +88,15 @@ class AskConfig:
     # Reciprocal rank fusion weights of the dense (FAISS) and BM25 (FTS5) rankings.
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
-    # Relevance cutoff on a passage's cosine similarity to the question: "auto" calibrates
-    # it from the store (engine/ask/evidence.py), a number sets it, "off" disables it.
+    # The evidence decision (engine/ask/evidence.py). min_score is the relevance test's
+    # floor on the best passage's dense score: "auto" calibrates it per store
+    # (engine/ask/calibration.py), a number sets it, "off" turns the whole decision off.
     min_score: str = "auto"
+    # The coverage test: the most of a question's meaning that words found in none of the
+    # best passages may carry (1 - cos(question, question without them)).
+    max_uncovered: float = 0.25
+    # With a reranker: the floor on its score for the best passage (the relevance test).
+    reranker_min_score: float = 0.0
     # Images whose CLIP alignment (max of clip_topic, clip_evidence) is below this are
     # dropped; "off" keeps all. Images without a CLIP vector are not filtered.
     min_alignment: str = "off"

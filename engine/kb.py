@@ -220,7 +220,7 @@ class KnowledgeBase:
         """The store's relevance calibration (cached in the store; measured again when stale)."""
         from engine.ask.calibration import relevance_cutoff
 
-        return relevance_cutoff(self.store, self.text_encoder, self.config.index.topic_min_similarity)
+        return relevance_cutoff(self.store, self.text_encoder)
 
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""

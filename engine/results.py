@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # 2: style, relevance cutoff, retrieval scores per sentence, generated captions, faithfulness, timings.
-ASK_SCHEMA_VERSION = 2
+# 3: relevance is the evidence decision (engine/ask/evidence.py): agreement, uncovered_words,
+#    uncovered_share, max_uncovered; sources are numbered by relevance.
+ASK_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -73,8 +75,9 @@ class AskResult:
     notices: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     style: str = "bullets"  # bullets | paragraph | brief | detailed
-    # The relevance cutoff: threshold, where it came from (calibrated | flag | off), the best
-    # passage score, and whether anything passed (nothing_relevant).
+    # The evidence decision: threshold, where it came from (calibrated | request | config | off),
+    # the best passage score, agreement, the uncovered words and their share of the question's
+    # meaning, and whether anything passed (nothing_relevant).
     relevance: dict[str, Any] = field(default_factory=dict)
     # Abstractive summaries: sentences generated, kept, dropped or marked as unsupported.
     faithfulness: dict[str, Any] | None = None

@@ -6,12 +6,16 @@ import re
 
 
 def split_sentences(text: str, language: str | None = None) -> list[tuple[str, int, int]]:
-    """Sentences of ``text`` as (sentence, start, end), paragraphs never merged."""
+    """Sentences of ``text`` as (sentence, start, end); a sentence never spans lines.
+
+    The extractor puts each block (paragraph, list item, table row, line break) on its own
+    line, so a line break always ends a sentence.
+    """
     import sentencex
 
     lang = (language or "en").split("-")[0].lower()
     out = []
-    for paragraph in re.finditer(r"[^\n]+(?:\n(?!\n)[^\n]+)*", text):
+    for paragraph in re.finditer(r"[^\n]+", text):
         cursor = paragraph.start()
         try:
             pieces = list(sentencex.segment(lang, paragraph.group()))

@@ -73,7 +73,7 @@ def test_index_ask_status_through_the_cli(tmp_path, examples_dir):
     )
     assert result.exit_code == 0, result.output
     answer = json.loads(answer_file.read_text())
-    assert answer["schema_version"] == 2 and answer["summary"] and answer["sources"]
+    assert answer["schema_version"] == 3 and answer["summary"] and answer["sources"]
     assert any("coin" in (s["title"] or "").lower() for s in answer["sources"])
 
     markdown = runner.invoke(app, ["--store", str(store), "ask", "Roman coins", "--format", "markdown"],

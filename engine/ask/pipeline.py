@@ -12,7 +12,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from engine.ask import evidence, images, retrieval, summary
+from engine.ask import evidence, images, reading, retrieval, summary
+from engine.ask.retrieval import document_labels, passage_share
 from engine.ask.request import AskPlan, AskRequest, resolve
 from engine.config import Config
 from engine.results import AskResult
@@ -51,13 +52,25 @@ def answer(parts: Parts, request: AskRequest) -> AskResult:
     found = retrieval.retrieve(
         parts.store, index, plan, query_vector, parts.config.index.topic_min_similarity, parts.reranker, timer
     )
-    with timer("cutoff"):
-        threshold, origin = _threshold(plan, parts)
-        decision = evidence.decide(found.hits, threshold, origin, plan.k, plan.filters.any())
+    with timer("evidence"):
+        hits, passages = reading.distinct_passages(parts.store, found.hits, max(plan.k, evidence.COVERAGE_PASSAGES), parts.text.dim)
+        decision = evidence.decide(
+            plan.question,
+            query_vector,
+            hits,
+            passages,
+            document_labels(parts.store, [p.document_id for p in passages]),
+            parts.text.encode,
+            lambda words: passage_share(parts.store, words, up_to=evidence.COMMON_SHARE),
+            _thresholds(plan, parts),
+            plan.k,
+            plan.filters.any(),
+        )
     settings = plan.settings() | ({} if found.filtered_to is None else {"filtered_to_chunks": found.filtered_to})
     if not decision.evidence:
         return _result(plan, timings, settings=settings, relevance=decision.relevance, notices=[decision.notice])
-    passages = _in_order(retrieval.read_passages(parts.store, [h.chunk_id for h in decision.evidence]), decision.evidence)
+    kept = {h.chunk_id for h in decision.evidence}
+    passages = [p for p in passages if p.chunk_id in kept]
     hits = {h.chunk_id: h for h in decision.evidence}
     documents = list(dict.fromkeys(p.document_id for p in passages))
     clip = _clip_query(parts, plan) if plan.images_only or plan.max_images > 0 else None
@@ -125,16 +138,17 @@ def _with_image_pages(store: Store, written: summary.Summary, picture: images.Il
     return numbers, images.cited_sources(written.sources, extra)
 
 
-def _threshold(plan: AskPlan, parts: Parts) -> tuple[float | None, str]:
-    """The dense-score cutoff in force and where it came from."""
+def _thresholds(plan: AskPlan, parts: Parts) -> evidence.Thresholds:
+    """The evidence decision's settings: the relevance floor in force and where it came from."""
+    rerank = plan.reranker_min_score if parts.reranker is not None else None
     if plan.min_score is None:
-        return None, "off"
+        return evidence.Thresholds(None, "off", plan.max_uncovered, rerank)
     if plan.min_score != "auto":
-        return float(plan.min_score), "flag" if plan.min_score_origin == "request" else "config"
+        return evidence.Thresholds(float(plan.min_score), plan.min_score_origin, plan.max_uncovered, rerank)
     calibration = parts.calibration()
     if calibration.threshold is None:
-        return None, "off: fewer than 2 documents to calibrate from"
-    return calibration.threshold, "calibrated"
+        return evidence.Thresholds(None, "off: nothing stored to calibrate from", plan.max_uncovered, rerank)
+    return evidence.Thresholds(calibration.threshold, "calibrated", plan.max_uncovered, rerank, calibration.probe_median)
 
 
 def _clip_query(parts: Parts, plan: AskPlan) -> images.ClipQuery | None:
@@ -146,11 +160,6 @@ def _clip_query(parts: Parts, plan: AskPlan) -> images.ClipQuery | None:
         return None
     parts.store.bind_model((CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE), clip.identity, clip.dim)
     return images.ClipQuery(clip, clip.encode_texts([plan.question])[0])
-
-
-def _in_order(passages: dict[int, retrieval.Passage], hits: list[retrieval.Hit]) -> list[retrieval.Passage]:
-    """The passages in the order of ``hits`` (those deleted since the index was read are skipped)."""
-    return [passages[h.chunk_id] for h in hits if h.chunk_id in passages]
 
 
 def _result(plan: AskPlan, timings: dict[str, float], *, settings=None, relevance=None, sentences=(), sources=(),  # noqa: ANN001

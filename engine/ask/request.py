@@ -51,8 +51,11 @@ class AskRequest:
         max_sentences: summary length before the style's adjustment.
         style: one of :data:`STYLES`.
         filters: restrict retrieval by topic, source, date or language.
-        min_score: the relevance cutoff: "auto" (the evidence decision, engine/ask/evidence.py),
-            a number (a fixed floor on the passage's dense score) or "off".
+        min_score: the evidence decision's relevance floor (engine/ask/evidence.py): "auto"
+            (calibrated per store), a number (a fixed floor on the best passage's dense score),
+            or "off" (no decision: whatever retrieval finds is evidence).
+        max_uncovered: the most of the question's meaning that words absent from the best
+            passages may carry (0-1).
         min_alignment: drop images whose CLIP alignment is below this ("off": keep all).
         images_only: answer with the best-aligned images, each described by its captions.
         abstractive: write the summary with the configured generator ([generate]).
@@ -66,6 +69,7 @@ class AskRequest:
     style: str | None = None
     filters: Filters = field(default_factory=Filters)
     min_score: float | str | None = None
+    max_uncovered: float | None = None
     min_alignment: float | str | None = None
     images_only: bool = False
     abstractive: bool | None = None
@@ -105,6 +109,8 @@ class AskPlan:
     filters: Filters
     min_score: float | str | None  # a number, "auto", or None (off)
     min_score_origin: str  # "request" | "config"
+    max_uncovered: float
+    reranker_min_score: float
     min_alignment: float | None
     images_only: bool
     abstractive: bool
@@ -158,6 +164,9 @@ def resolve(request: AskRequest, settings: AskConfig, generator_configured: bool
         filters = Filters(**{**asdict(filters), "language": request.language})
     min_score = _chosen(request.min_score, settings.min_score, "min_score")
     min_alignment = _chosen(request.min_alignment, settings.min_alignment, "min_alignment")
+    max_uncovered = _chosen(request.max_uncovered, settings.max_uncovered, "max_uncovered")
+    if isinstance(max_uncovered.value, bool) or not isinstance(max_uncovered.value, (int, float)) or not 0 <= max_uncovered.value <= 1:
+        raise ConfigError(f"{max_uncovered.name} must be a number from 0 to 1, not {max_uncovered.value!r}")
     return AskPlan(
         question=question,
         k=request.k or settings.k * (2 if detailed else 1),
@@ -167,6 +176,8 @@ def resolve(request: AskRequest, settings: AskConfig, generator_configured: bool
         filters=filters,
         min_score=threshold(min_score, allow_auto=True),
         min_score_origin=min_score.origin,
+        max_uncovered=float(max_uncovered.value),
+        reranker_min_score=settings.reranker_min_score,
         min_alignment=threshold(min_alignment),
         images_only=request.images_only,
         abstractive=abstractive,

@@ -7,6 +7,7 @@ between the two: each list contributes ``weight / (RRF_K + rank)``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 
@@ -233,3 +234,33 @@ class _NoTimer:
 
 
 _no_timer = _NoTimer()
+
+
+def document_labels(store: Store, document_ids: list[int]) -> dict[int, str]:
+    """Each document's title, author and source URLs as one string (names a question may use)."""
+    if not document_ids:
+        return {}
+    labels: dict[int, list[str]] = {}
+    with store.reading() as conn:
+        rows = conn.execute(
+            select(documents.c.id, documents.c.title, documents.c.author, sources.c.url)
+            .join(sources, sources.c.document_id == documents.c.id, isouter=True)
+            .where(documents.c.id.in_(set(document_ids)))
+        ).all()
+    for row in rows:
+        labels.setdefault(row.id, [row.title or "", row.author or ""]).append(row.url or "")
+    return {d: " ".join(parts) for d, parts in labels.items()}
+
+
+def passage_share(store: Store, words: list[str], up_to: float = 1.0) -> dict[str, float]:
+    """The share of the store's passages that contain each of ``words`` (as FTS5 matches them).
+
+    Counting stops at ``up_to`` of the store, so a common word costs no more than a rare one.
+    """
+    with store.reading() as conn:
+        passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0  # ~count, without a scan
+        if not passages:
+            return {w: 0.0 for w in words}
+        cap = max(1, math.ceil(up_to * passages))
+        count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
+        return {w: conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() / passages for w in words}

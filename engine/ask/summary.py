@@ -8,30 +8,16 @@ source. The summary always quotes the most relevant document, so [1] is never a 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import select
 
+from engine.ask.reading import Sentence, statements
 from engine.ask.retrieval import Hit, Passage
 from engine.results import SourceRef, SummarySentence
-from engine.sentences import split_sentences
 from engine.store.schema import documents, sources
 from engine.store.store import Store
-
-# A heading ("The roasting machine") is not a statement worth citing.
-MIN_WORDS = 6
-ENDS_LIKE_A_SENTENCE = re.compile(r"[.!?\"'”’)]$")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    text: str
-    document_id: int
-    chunk_id: int
-    doc_rank: int  # rank of its document among the evidence (0 = most relevant)
-    offset: int  # character offset inside the document, for reading order
 
 
 @dataclass(frozen=True)
@@ -39,22 +25,6 @@ class Summary:
     sentences: list[SummarySentence]
     sources: list[SourceRef]
     vectors: np.ndarray  # text-model vector of each sentence, one row each
-
-
-def candidate_sentences(passages: list[Passage]) -> list[Candidate]:
-    """Distinct, statement-like sentences of the evidence passages, most relevant passage first."""
-    doc_rank: dict[int, int] = {}
-    seen: set[str] = set()
-    out = []
-    for passage in passages:
-        rank = doc_rank.setdefault(passage.document_id, len(doc_rank))
-        for sentence, start, _ in split_sentences(passage.text, passage.language):
-            key = " ".join(sentence.lower().split())
-            if key in seen or len(sentence.split()) < MIN_WORDS or not ENDS_LIKE_A_SENTENCE.search(sentence):
-                continue
-            seen.add(key)
-            out.append(Candidate(sentence, passage.document_id, passage.chunk_id, rank, passage.start_char + start))
-    return out
 
 
 def mmr(query: np.ndarray, vectors: np.ndarray, k: int, trade_off: float, first: int | None = None) -> list[int]:
@@ -80,9 +50,10 @@ def mmr(query: np.ndarray, vectors: np.ndarray, k: int, trade_off: float, first:
     return chosen
 
 
-def reading_order(candidates: list[Candidate], picked: list[int]) -> list[int]:
+def reading_order(candidates: list[Sentence], picked: list[int]) -> list[int]:
     """Picked sentences grouped by document (most relevant first), in page order."""
-    return sorted(picked, key=lambda i: (candidates[i].doc_rank, candidates[i].offset))
+    rank = {d: n for n, d in enumerate(dict.fromkeys(c.document_id for c in candidates))}
+    return sorted(picked, key=lambda i: (rank[candidates[i].document_id], candidates[i].offset))
 
 
 def extractive(
@@ -98,12 +69,12 @@ def extractive(
 
     ``passages`` are the evidence, most relevant first; ``hits`` their retrieval scores by chunk id.
     """
-    candidates = candidate_sentences(passages)
+    candidates, _ = statements(passages)
     if not candidates:
         return Summary([], [], np.zeros((0, len(query_vector)), np.float32))
     vectors = encoder.encode([c.text for c in candidates])
     relevance = vectors @ query_vector
-    top_document = [n for n, c in enumerate(candidates) if c.doc_rank == min(c.doc_rank for c in candidates)]
+    top_document = [n for n, c in enumerate(candidates) if c.document_id == candidates[0].document_id]
     first = max(top_document, key=lambda n: relevance[n])  # the answer starts from the most relevant document
     picked = reading_order(candidates, mmr(query_vector, vectors, max_sentences, mmr_lambda, first))
     numbers, source_list = cite(store, [candidates[i].document_id for i in picked], [c.document_id for c in candidates])
@@ -122,17 +93,22 @@ def extractive(
 
 
 def cite(store: Store, cited: list[int], relevance_order: list[int]) -> tuple[dict[int, int], list[SourceRef]]:
-    """Number the ``cited`` documents 1, 2, … in ``relevance_order``; their source list.
+    """Number the ``cited`` documents by relevance (:func:`source_numbers`); their source list."""
+    numbers = source_numbers(cited, relevance_order)
+    info = document_sources(store, list(numbers))
+    refs = [SourceRef(n, d, info[d]["title"], info[d]["url"], info[d]["published"]) for d, n in numbers.items() if d in info]
+    return numbers, refs
+
+
+def source_numbers(cited: list[int], relevance_order: list[int]) -> dict[int, int]:
+    """1, 2, … for the ``cited`` documents in ``relevance_order`` (most relevant first).
 
     Documents not in ``relevance_order`` (e.g. pages that only show an image) come after, in
     the order they are cited.
     """
     rank = {d: n for n, d in enumerate(dict.fromkeys(relevance_order))}
     ordered = sorted(dict.fromkeys(cited), key=lambda d: rank.get(d, len(rank)))
-    info = document_sources(store, ordered)
-    numbers = {d: n for n, d in enumerate(ordered, 1)}
-    refs = [SourceRef(numbers[d], d, info[d]["title"], info[d]["url"], info[d]["published"]) for d in ordered if d in info]
-    return numbers, refs
+    return {d: n for n, d in enumerate(ordered, 1)}
 
 
 def document_sources(store: Store, document_ids: list[int]) -> dict[int, dict]:

@@ -1,0 +1,92 @@
+"""Reading the best passages: near-duplicates collapsed, split into statements.
+
+A page stored three times (a syndicated article and two reprints) is read once, so it
+neither crowds other sources out of the evidence nor repeats itself in the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine.ask.retrieval import Hit, Passage, read_passages
+from engine.sentences import split_sentences
+from engine.store.schema import TEXT_SPACE
+from engine.store.store import Store
+
+# Two passages whose text-model vectors are this close say the same thing: a syndicated
+# copy or a reprint with a word changed. Only the better-ranked one is read.
+NEAR_DUPLICATE = 0.95
+# A heading ("The roasting machine") or a link label is not a statement worth citing.
+MIN_WORDS = 6
+ENDS_LIKE_A_SENTENCE = re.compile(r"[.!?\"'”’)]$")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    document_id: int
+    chunk_id: int
+    offset: int  # character offset inside the document, for reading order
+
+
+def distinct_passages(store: Store, hits: list[Hit], count: int, dim: int) -> tuple[list[Hit], list[Passage]]:
+    """The first ``count`` distinct passages of ``hits`` (near-duplicates collapsed), with their text."""
+    distinct = distinct_hits(store, hits, count, dim)
+    texts = read_passages(store, [h.chunk_id for h in distinct])
+    kept = [h for h in distinct if h.chunk_id in texts]  # a passage deleted since the index was read is skipped
+    return kept, [texts[h.chunk_id] for h in kept]
+
+
+def distinct_hits(store: Store, hits: list[Hit], count: int, dim: int) -> list[Hit]:
+    """Up to ``count`` hits, skipping any whose passage near-duplicates a better-ranked one.
+
+    Each kept hit carries its group's ranks, counted among distinct passages: three copies
+    of one article at dense ranks 0-2 leave rank 1 to the next distinct passage.
+    """
+    window = hits[: 4 * count]  # enough to fill ``count`` even when every page is there three times
+    vectors = store.read_vectors(TEXT_SPACE, [h.chunk_id for h in window], dim)
+    group = duplicate_groups(vectors)
+    kept = list(dict.fromkeys(group))[:count]
+    dense = _group_ranks(window, group, "dense_rank")
+    bm25 = _group_ranks(window, group, "bm25_rank")
+    return [replace(window[n], dense_rank=dense.get(n), bm25_rank=bm25.get(n)) for n in kept]
+
+
+def duplicate_groups(vectors: np.ndarray) -> list[int]:
+    """For each row, the first row it near-duplicates (cosine >= NEAR_DUPLICATE), else itself."""
+    leaders: list[int] = []
+    group = []
+    for n in range(len(vectors)):
+        twin = next((m for m in leaders if float(vectors[m] @ vectors[n]) >= NEAR_DUPLICATE), None)
+        if twin is None:
+            leaders.append(n)
+        group.append(n if twin is None else twin)
+    return group
+
+
+def _group_ranks(window: list[Hit], group: list[int], field: str) -> dict[int, int]:
+    """Each group's rank in one ranking, counted among groups (by the best member's rank there)."""
+    best: dict[int, int] = {}
+    for n, hit in enumerate(window):
+        rank = getattr(hit, field)
+        if rank is not None and (group[n] not in best or rank < best[group[n]]):
+            best[group[n]] = rank
+    return {leader: position for position, leader in enumerate(sorted(best, key=best.__getitem__))}
+
+
+def statements(passages: list[Passage]) -> tuple[list[Sentence], list[int]]:
+    """The distinct, statement-like sentences of ``passages`` and the passage each comes from."""
+    seen: set[str] = set()
+    out, owners = [], []
+    for n, passage in enumerate(passages):
+        for sentence, start, _ in split_sentences(passage.text, passage.language):
+            key = " ".join(sentence.lower().split())
+            if key in seen or len(sentence.split()) < MIN_WORDS or not ENDS_LIKE_A_SENTENCE.search(sentence):
+                continue
+            seen.add(key)
+            out.append(Sentence(sentence, passage.document_id, passage.chunk_id, passage.start_char + start))
+            owners.append(n)
+    return out, owners
