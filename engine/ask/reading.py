@@ -10,10 +10,11 @@ import re
 from dataclasses import dataclass, replace
 
 import numpy as np
+from sqlalchemy import select
 
 from engine.ask.retrieval import Hit, Passage, read_passages
 from engine.sentences import split_sentences
-from engine.store.schema import TEXT_SPACE
+from engine.store.schema import TEXT_SPACE, chunks
 from engine.store.store import Store
 
 # Two passages whose text-model vectors are this close say the same thing: a syndicated
@@ -41,18 +42,34 @@ def distinct_passages(store: Store, hits: list[Hit], count: int, dim: int) -> tu
 
 
 def distinct_hits(store: Store, hits: list[Hit], count: int, dim: int) -> list[Hit]:
-    """Up to ``count`` hits, skipping any whose passage near-duplicates a better-ranked one.
+    """Up to ``count`` hits, one per group of near-duplicate passages, best group first.
 
-    Each kept hit carries its group's ranks, counted among distinct passages: three copies
-    of one article at dense ranks 0-2 leave rank 1 to the next distinct passage.
+    Each group is read from one copy: the one whose document ranks best among the copies', so
+    every passage of a syndicated article is cited from the same copy. The hit carries the
+    group's ranks, counted among distinct passages: three copies of one article at dense
+    ranks 0-2 leave rank 1 to the next distinct passage.
     """
     window = hits[: 4 * count]  # enough to fill ``count`` even when every page is there three times
     vectors = store.read_vectors(TEXT_SPACE, [h.chunk_id for h in window], dim)
+    documents = _documents(store, [h.chunk_id for h in window])
     group = duplicate_groups(vectors)
-    kept = list(dict.fromkeys(group))[:count]
+    document_rank = {d: n for n, d in enumerate(dict.fromkeys(documents))}
+    members: dict[int, list[int]] = {}
+    for n, leader in enumerate(group):
+        members.setdefault(leader, []).append(n)
     dense = _group_ranks(window, group, "dense_rank")
     bm25 = _group_ranks(window, group, "bm25_rank")
-    return [replace(window[n], dense_rank=dense.get(n), bm25_rank=bm25.get(n)) for n in kept]
+    out = []
+    for leader in list(members)[:count]:
+        copy = min(members[leader], key=lambda n: document_rank[documents[n]])
+        out.append(replace(window[copy], dense_rank=dense.get(leader), bm25_rank=bm25.get(leader)))
+    return out
+
+
+def _documents(store: Store, chunk_ids: list[int]) -> list[int | None]:
+    with store.reading() as conn:
+        owner = dict(conn.execute(select(chunks.c.id, chunks.c.document_id).where(chunks.c.id.in_(chunk_ids))).all())
+    return [owner.get(i) for i in chunk_ids]
 
 
 def duplicate_groups(vectors: np.ndarray) -> list[int]:

@@ -9,6 +9,7 @@ import pytest
 from engine.ask import AskRequest
 from engine.config import ClipConfig, Config, StoreConfig
 from engine.kb import KnowledgeBase
+from tests.ask.conftest import open_kb
 
 TOPICS = ["space exploration", "coffee", "domestic cats", "ancient coins"]
 
@@ -64,3 +65,13 @@ def test_the_keyword_argument_and_request_forms_agree(kb):
     by_request = kb.ask(AskRequest("coffee crema", k=4, style="brief", max_images=0))
     assert [s.text for s in by_keywords.summary] == [s.text for s in by_request.summary]
     assert by_keywords.settings == by_request.settings and by_keywords.settings["k"] == 4
+
+
+def test_a_syndicated_article_is_one_source_cited_from_one_copy(stores, text_encoder, tmp_path):
+    _, copies = stores
+    root = tmp_path / "copies"
+    shutil.copytree(copies, root)
+    with open_kb(root, text_encoder) as kb:
+        result = kb.ask("how is coffee roasted and how does espresso get its crema", max_images=0, max_sentences=6)
+    paths = [s.url.split("/", 3)[3] for s in result.sources]  # the page's path, whatever the host
+    assert len(result.sources) >= 2 and len(paths) == len(set(paths)), [s.url for s in result.sources]
