@@ -54,7 +54,7 @@ QUESTIONS = [
     "volcano eruption prediction",
 ]
 RETRIEVAL_STAGES = ("encode_query", "filter", "dense", "bm25", "fuse")
-STAGES = (*RETRIEVAL_STAGES, "cutoff", "summarize", "images")
+STAGES = (*RETRIEVAL_STAGES, "evidence", "summarize", "images")
 
 
 def sentence_pool(text_encoder) -> tuple[list[str], np.ndarray]:
@@ -165,7 +165,7 @@ def time_questions(root: Path, text_encoder, clip_encoder, clip_config, rounds: 
     per_stage: dict[str, list[float]] = {s: [] for s in (*STAGES, "retrieval", "total")}
     with KnowledgeBase(config, text_encoder=text_encoder, clip_encoder=clip_encoder) as kb:
         started = time.perf_counter()
-        first = kb.ask(QUESTIONS[0])  # loads the FAISS index and calibrates the cutoff (once per store)
+        first = kb.ask(QUESTIONS[0])  # loads the FAISS index and calibrates the evidence decision (once per store)
         print(f"  first ask (index load + calibration): {time.perf_counter() - started:.2f} s "
               f"(calibrated cutoff {first.relevance.get('threshold')})")
         kb.ask(QUESTIONS[1], min_score="off")
