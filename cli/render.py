@@ -95,8 +95,14 @@ def explain_retrieval(result: AskResult) -> str:
         threshold = "off" if r.get("threshold") is None else f"{r['threshold']:.3f}"
         lines.append(
             f"relevance cutoff {threshold} ({r.get('origin')}); best passage {r.get('best_score')}; "
-            f"{r.get('passages_above')} passages above it"
+            f"{r.get('passages_above')} passages relevant; both rankings agree: {'yes' if r.get('agreement') else 'no'}"
         )
+        if "uncovered_share" in r:
+            words = ", ".join(r.get("uncovered_words") or []) or "none"
+            lines.append(
+                f"coverage: words the best passages lack: {words} ({r['uncovered_share']:.0%} of the question's meaning; "
+                f"limit {r.get('max_uncovered', 0):.0%})"
+            )
     if result.images_dropped:
         lines.append("images dropped: " + _parts(result.images_dropped))
     if result.timings_ms:

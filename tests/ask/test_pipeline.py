@@ -75,3 +75,13 @@ def test_a_syndicated_article_is_one_source_cited_from_one_copy(stores, text_enc
         result = kb.ask("how is coffee roasted and how does espresso get its crema", max_images=0, max_sentences=6)
     paths = [s.url.split("/", 3)[3] for s in result.sources]  # the page's path, whatever the host
     assert len(result.sources) >= 2 and len(paths) == len(set(paths)), [s.url for s in result.sources]
+
+
+def test_explain_names_the_decision_and_a_refusal_names_its_reason(kb):
+    from cli.render import explain_retrieval, nothing_found
+
+    answered = explain_retrieval(kb.ask("why do cats knead", max_images=0))
+    assert "relevance cutoff 0." in answered and "(calibrated)" in answered and "coverage: words the best passages lack" in answered
+    refused = kb.ask("how many calories are in an espresso", max_images=0)
+    assert nothing_found(refused) == "Nothing relevant is stored for this question."
+    assert "words the best passages lack: calories (2" in explain_retrieval(refused)
