@@ -230,6 +230,17 @@ class CaptionConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`engine serve`: the HTTP API (engine/server)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The environment variable holding the API's bearer token. Without it set, the server
+    # refuses to listen on any address but loopback (engine/server/security.py).
+    token_env: str = "ENGINE_SERVE_TOKEN"
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
@@ -240,6 +251,7 @@ class Config:
     discover: DiscoverConfig = field(default_factory=DiscoverConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     @classmethod
     def load(

@@ -203,6 +203,16 @@ class KnowledgeBase:
         result.notices.extend(n for n in self.notices if n not in result.notices)
         return result
 
+    def search(self, question: str, k: int | None = None):  # noqa: ANN201 - engine.search.SearchResult
+        """The ``k`` passages ``ask`` would retrieve for ``question``, ranked, with their sources; no summary.
+
+        Returns:
+            engine.search.SearchResult: its ``to_dict()`` is the JSON of ``GET /v1/search``.
+        """
+        from engine.search import search
+
+        return search(self.store, self.text_encoder, self.config, question, k, self.reranker)
+
     @cached_property
     def reranker(self):  # noqa: ANN201 - engine.encoders.rerank.Reranker | None
         """The cross-encoder named by ask.reranker, or None (loaded on first use)."""
@@ -220,7 +230,14 @@ class KnowledgeBase:
         """The store's relevance calibration (cached in the store; measured again when stale)."""
         from engine.ask.calibration import relevance_cutoff
 
-        return relevance_cutoff(self.store, self.text_encoder)
+        return relevance_cutoff(self.store, self.text_encoder.name, lambda: self.probe_vectors)
+
+    @cached_property
+    def probe_vectors(self) -> np.ndarray:
+        """The calibration's probe questions in the text model's space (encoded once per process)."""
+        from engine.ask.calibration import probe_questions
+
+        return self.text_encoder.encode(probe_questions())
 
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""

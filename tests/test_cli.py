@@ -14,7 +14,7 @@ from engine.config import Config
 from engine.kb import KnowledgeBase
 
 runner = CliRunner()
-COMMANDS = [["index"], ["ask"], ["status"], ["check"], ["reindex"], ["db", "upgrade"]]
+COMMANDS = [["index"], ["ask"], ["status"], ["check"], ["reindex"], ["serve"], ["db", "upgrade"]]
 
 
 def test_importing_the_cli_loads_no_model_library():

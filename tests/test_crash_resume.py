@@ -478,8 +478,9 @@ def test_killed_run_leaves_only_notes_and_the_faiss_cache_is_repaired_on_next_op
     assert text_before["orphans_in_index"] == 0
     assert any("text index file is behind" in note for note in before["notes"]), before["notes"]
 
-    # The next open reconciles the cache with SQLite: asking works on the partial store...
-    asked = run_engine(tmp_path, store, "ask", "coffee", "--format", "json")
+    # The next open reconciles the cache with SQLite: asking works on the partial store (the
+    # evidence decision is off: the pages stored before the kill need not be about coffee)...
+    asked = run_engine(tmp_path, store, "ask", "coffee", "--format", "json", "--min-score", "off")
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert answer["summary"] and answer["sources"], answer

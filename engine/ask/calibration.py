@@ -17,9 +17,10 @@ change any unanswerable question's score — which is what the chance level must
 A store that happens to answer a few probes moves a 90th percentile little: no subject
 has more than 4 of the 150.
 
-Cost: one batched encoding of the probes and one FAISS search, whatever the store's size
-(benchmarks/answers.py prints it). The result is a cache (``calibration.json``), measured
-again when the text model changes or the number of passages has changed by a tenth.
+Cost: one FAISS search of the probes, whatever the store's size (the KnowledgeBase encodes
+the probes once per process). The result is a cache (``calibration.json``), measured again
+when the text model changes or the number of passages has changed by a tenth — cheap enough
+to follow a store that grows while it is asked.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import func, select
@@ -57,34 +59,37 @@ class Calibration:
         return self.version != VERSION or model != self.model or changed
 
 
-def relevance_cutoff(store: Store, encoder) -> Calibration:  # noqa: ANN001 - engine.encoders.text.TextEncoder
-    """The cached calibration, measured again when stale."""
+def relevance_cutoff(store: Store, model: str, probe_vectors: Callable[[], np.ndarray]) -> Calibration:
+    """The cached calibration, measured again when stale.
+
+    Args:
+        model: the text model's name (a calibration belongs to one model).
+        probe_vectors: the probes encoded by that model, asked for only when measuring.
+    """
     path = store.root / CACHE_FILE
     with store.reading() as conn:
         chunk_count = conn.execute(select(func.count()).select_from(chunks)).scalar_one()
     cached = _read(path)
-    if cached is not None and not cached.stale(encoder.name, chunk_count):
+    if cached is not None and not cached.stale(model, chunk_count):
         return cached
-    calibration = calibrate(store, encoder, chunk_count)
+    calibration = calibrate(store, model, probe_vectors(), chunk_count)
     _write(path, calibration)
     return calibration
 
 
-def calibrate(store: Store, encoder, chunk_count: int) -> Calibration:  # noqa: ANN001
+def calibrate(store: Store, model: str, probe_vectors: np.ndarray, chunk_count: int) -> Calibration:
     """Ask the probes; the chance level is the ``QUANTILE`` of their best dense scores."""
-    probes = probe_questions()
     if chunk_count == 0:
-        return Calibration(None, encoder.name, 0, len(probes))
-    vectors = encoder.encode(probes)
-    scores, ids = store.index(TEXT_SPACE, encoder.dim).search(vectors, 1)
+        return Calibration(None, model, 0, len(probe_vectors))
+    scores, ids = store.index(TEXT_SPACE, probe_vectors.shape[1]).search(probe_vectors, 1)
     best = scores[ids[:, 0] >= 0, 0] if scores.size else np.zeros(0)
     if not len(best):
-        return Calibration(None, encoder.name, chunk_count, len(probes))
+        return Calibration(None, model, chunk_count, len(probe_vectors))
     return Calibration(
         threshold=round(float(np.percentile(best, QUANTILE)), 4),
-        model=encoder.name,
+        model=model,
         chunks=chunk_count,
-        probes=len(probes),
+        probes=len(probe_vectors),
         probe_median=round(float(np.median(best)), 4),
     )
 
