@@ -261,6 +261,31 @@ def reindex(
             out.print(f"{key}: {value}")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default: serve.host, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: serve.port, 8000)."),
+) -> None:
+    """Serve the knowledge base over HTTP (JSON API, OpenAPI at /docs), models loaded once.
+
+    A non-loopback --host needs the token variable named by serve.token_env (ENGINE_SERVE_TOKEN).
+
+    Example: engine serve --port 8000
+    """
+    import uvicorn
+
+    from engine.server.app import create_app
+    from engine.server.security import check_bind
+
+    with knowledge_base(ctx) as kb:
+        settings = kb.config.serve
+        host = host or settings.host
+        check_bind(host, settings)
+        kb.store  # a store that cannot be opened fails here, before the server starts
+        uvicorn.run(create_app(kb.config, kb), host=host, port=port or settings.port)
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the store to the newest schema (also done automatically on open).
