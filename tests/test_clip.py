@@ -114,6 +114,17 @@ def test_ask_reports_clip_score_parts_when_clip_vectors_exist(kb_clip, clip_enco
 
 
 @pytest.mark.slow
+def test_an_ask_encodes_the_question_with_clip_once(kb_clip, clip_encoder, coffee_pages, monkeypatch):
+    kb_clip.index(["coffee"], [coffee_pages])
+    encoded: list[list[str]] = []
+    real = clip_encoder.encode_texts
+    monkeypatch.setattr(clip_encoder, "encode_texts", lambda texts: encoded.append(list(texts)) or real(texts))
+    result = kb_clip.ask("coffee roasting", max_images=3)
+    assert result.images and result.summary
+    assert sum(texts == ["coffee roasting"] for texts in encoded) == 1, encoded
+
+
+@pytest.mark.slow
 def test_reindex_images_adds_clip_vectors_stored_without_them(tmp_path, text_encoder, clip_encoder, coffee_pages):
     config_off = make_config(tmp_path)
     with KnowledgeBase(config_off, text_encoder=text_encoder) as kb:

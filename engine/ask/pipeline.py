@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -73,10 +73,9 @@ def answer(parts: Parts, request: AskRequest) -> AskResult:
     passages = [p for p in passages if p.chunk_id in kept]
     hits = {h.chunk_id: h for h in decision.evidence}
     documents = list(dict.fromkeys(p.document_id for p in passages))
-    clip = _clip_query(parts, plan) if plan.images_only or plan.max_images > 0 else None
     if plan.images_only:
         with timer("images"):
-            return _images_only(parts, plan, query_vector, documents, clip, timings, settings, decision)
+            return _images_only(parts, plan, query_vector, documents, _clip_query(parts, plan), timings, settings, decision)
     with timer("summarize"):
         budget = plan.max_sentences * EVIDENCE_FACTOR if plan.abstractive else plan.max_sentences
         written = summary.extractive(parts.store, parts.text, query_vector, passages, hits, budget, plan.mmr_lambda)
@@ -90,6 +89,7 @@ def answer(parts: Parts, request: AskRequest) -> AskResult:
     shown, dropped, sources = [], {}, written.sources
     if plan.max_images > 0:
         with timer("images"):
+            clip = _clip_query(parts, plan)
             scene = images.Scene(query_vector, [s.text for s in written.sentences], written.vectors)
             found_images = images.candidates(parts.store, documents, clip, plan.max_images)
             picture = images.rank(parts.store, parts.text, clip, found_images, scene, plan.max_images, plan.min_alignment)
@@ -133,7 +133,7 @@ def _with_image_pages(store: Store, written: summary.Summary, picture: images.Il
         return numbers, written.sources
     extra_numbers, extra = summary.cite(store, missing, [])
     shift = len(written.sources)
-    extra = [type(s)(s.number + shift, s.document_id, s.title, s.url, s.published) for s in extra]
+    extra = [replace(s, number=s.number + shift) for s in extra]
     numbers |= {d: n + shift for d, n in extra_numbers.items()}
     return numbers, images.cited_sources(written.sources, extra)
 
