@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from engine.ask.calibration import probe_questions
-from engine.ask.retrieval import Hit, Passage
+from engine.ask.retrieval import Hit, Passage, query_words
 
 # A passage ranked this high by both rankings counts as relevant whatever its dense score.
 AGREEMENT_RANK = 3
@@ -111,7 +111,7 @@ def decide(
     if thresholds.relevance is None:
         return Decision(hits[:k], report | {"passages_above": min(len(hits), k), "nothing_relevant": False}, None)
     relevant = [h for h in hits if _relevant(h, thresholds)]
-    agreement = any(_agree(h) and h.dense is not None and h.dense >= (thresholds.agreement_floor or 0.0) for h in hits)
+    agreement = any(_agreed(h, thresholds) for h in hits)
     read = passages[:COVERAGE_PASSAGES]
     texts = [p.text for p in read] + [labels.get(p.document_id, "") for p in read]
     missing = telling(uncovered_words(question, texts), passage_share)
@@ -140,7 +140,7 @@ def decide(
 
 def uncovered_words(question: str, texts: list[str]) -> list[str]:
     """The words of ``question`` that none of ``texts`` contains, as FTS5 would match them."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(question)))
+    words = query_words(question)
     if not words:
         return []
     # A throwaway in-memory FTS5 table: the store's tokenizer without touching the store.
@@ -160,7 +160,7 @@ def telling(words: list[str], passage_share: Callable[[list[str]], dict[str, flo
 @lru_cache(maxsize=1)
 def phrasing_words() -> frozenset[str]:
     """Words that many of the calibration probes use: the vocabulary of asking."""
-    counts = Counter(w for q in probe_questions() for w in {m.lower() for m in _WORD.findall(q)})
+    counts = Counter(w for q in probe_questions() for w in query_words(q))
     return frozenset(w for w, n in counts.items() if n >= PHRASING_PROBES)
 
 
@@ -178,10 +178,13 @@ def meaning_share(question: str, words: list[str], query_vector: np.ndarray, enc
 def _relevant(hit: Hit, thresholds: Thresholds) -> bool:
     if thresholds.reranker_min_score is not None and hit.rerank is not None:
         return hit.rerank >= thresholds.reranker_min_score
-    if hit.dense is None:
-        return False
+    return (hit.dense is not None and hit.dense >= thresholds.relevance) or _agreed(hit, thresholds)
+
+
+def _agreed(hit: Hit, thresholds: Thresholds) -> bool:
+    """Both rankings put ``hit`` near the top, and it scores above the agreement floor."""
     floor = thresholds.agreement_floor
-    return hit.dense >= thresholds.relevance or (floor is not None and hit.dense >= floor and _agree(hit))
+    return floor is not None and hit.dense is not None and hit.dense >= floor and _agree(hit)
 
 
 def _agree(hit: Hit) -> bool:
