@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -84,7 +85,7 @@ def retrieve(
     timer=None,  # noqa: ANN001 - engine.ask.pipeline.Stopwatch | None
 ) -> Retrieval:
     """Fused BM25 + dense passages for the question, best first (reranked when a reranker is given)."""
-    timer = timer or _no_timer
+    timer = timer or (lambda stage: nullcontext())
     depth = max(5 * plan.k, 50)  # each ranking reads deeper than k, so fusion has overlap to work with
     with timer("filter"), store.reading() as conn:
         allowed = allowed_chunk_ids(conn, plan.filters, topic_min_similarity)
@@ -226,14 +227,6 @@ def read_passages(store: Store, chunk_ids: list[int]) -> dict[int, Passage]:
     return {r.id: Passage(r.id, r.document_id, r.text, r.start_char, r.language) for r in rows}
 
 
-class _NoTimer:
-    def __call__(self, stage: str):  # noqa: ANN204
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-
-_no_timer = _NoTimer()
 
 
 def document_labels(store: Store, document_ids: list[int]) -> dict[int, str]:
