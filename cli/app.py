@@ -93,18 +93,13 @@ def index(
     Example: engine index --topics examples/topics.txt --from examples/pages
     Example: engine index --topics my_topics.txt --watch --every 30m
     """
-    from cli.durations import parse_duration
+    from cli.durations import watch_interval
     from cli.interrupt import stop_after_batch_on_ctrl_c
     from cli.render import print_index_report
     from cli.progress import progress_bar
     from indexer.topics import read_topics
 
-    try:
-        interval = parse_duration(every) if every is not None else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--every") from None
-    if every is not None and not watch:
-        raise typer.BadParameter("--every goes with --watch", param_hint="--every")
+    interval = watch_interval(watch, every)
     with knowledge_base(ctx) as kb:
         names = read_topics(topics) if topics else []
         label = "indexing" if sources else "crawling"
@@ -122,6 +117,24 @@ def index(
 
 # The choices come from the one definition of the styles (engine/ask/request.py).
 Style = Enum("Style", {name: name for name in STYLES}, type=str)
+SERVER_OPTION = typer.Option(
+    None, "--server", envvar="ENGINE_SERVER", help="Send it to the `engine serve` at this URL (e.g. http://127.0.0.1:8000)."
+)
+
+
+def local_or_remote(ctx: typer.Context, server: str | None):  # noqa: ANN201 - a context manager
+    """The local knowledge base, or with --server the running server's (httpx only: no model library loads)."""
+    if not server:
+        return knowledge_base(ctx)
+    from cli.remote import remote_knowledge_base
+
+    if any((ctx.obj or {}).values()):
+        err.print(
+            "[bold red]ConfigError[/]: --store and --config choose a local store, "
+            "--server (or ENGINE_SERVER) a running one; give one or the other"
+        )
+        raise typer.Exit(2)
+    return remote_knowledge_base(server, err)
 
 
 @app.command()
@@ -152,10 +165,12 @@ def ask(
     explain: bool = typer.Option(False, "--explain", help="Show the scores behind each sentence and image."),
     fmt: Format = typer.Option(Format.text, "--format", help="text, json, markdown or html (a self-contained page)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the answer to this file."),
+    server: Optional[str] = SERVER_OPTION,
 ) -> None:
     """Answer with a cited summary and the best-aligned images.
 
     Example: engine ask "how is coffee roasted" --style paragraph --format markdown --out answer.md
+    Example: engine ask "how is coffee roasted" --server http://127.0.0.1:8000
     """
     from cli.render import render_ask
     from engine.ask import AskRequest, Filters
@@ -165,7 +180,7 @@ def ask(
             err.print(f"[bold red]ConfigError[/]: {name} {value!r} is not a date (YYYY-MM-DD)", highlight=False)
             raise typer.Exit(2)
     filters = Filters(topic=topic, source=source, since=since, until=until)
-    with knowledge_base(ctx) as kb:
+    with local_or_remote(ctx, server) as kb:
         request = AskRequest(
             question,
             k=k,
@@ -180,11 +195,12 @@ def ask(
             language=lang,
         )
         result = kb.ask(request)
+        fetch_image = kb.image_bytes if server else None  # a server's image files are not on this machine
         if out_file is not None:
-            out_file.write_text(render_ask(result, fmt.value, None, explain), encoding="utf-8")
+            out_file.write_text(render_ask(result, fmt.value, None, explain, fetch_image), encoding="utf-8")
             err.print(f"wrote {out_file}")
         else:
-            render_ask(result, fmt.value, out, explain)
+            render_ask(result, fmt.value, out, explain, fetch_image)
         if fmt is Format.text or out_file is not None:
             for notice in result.notices:
                 if notice not in kb.notices:
@@ -205,14 +221,16 @@ def _is_iso_date(value: str) -> bool:
 def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    server: Optional[str] = SERVER_OPTION,
 ) -> None:
     """What is stored, per topic, with sizes and the last run.
 
     Example: engine status --json
+    Example: engine status --server http://127.0.0.1:8000
     """
     from cli.render import print_status
 
-    with knowledge_base(ctx) as kb:
+    with local_or_remote(ctx, server) as kb:
         report = kb.status()
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -266,24 +284,33 @@ def serve(
     ctx: typer.Context,
     host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default: serve.host, 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: serve.port, 8000)."),
+    watch: bool = typer.Option(False, "--watch", help="Keep every stored topic's crawl on its schedule, as index jobs."),
+    every: Optional[str] = typer.Option(
+        None, "--every", help="Interval between a topic's crawls with --watch: 90s, 30m, 2h, 1d (default: crawl.watch_every_seconds)."
+    ),
 ) -> None:
     """Serve the knowledge base over HTTP (JSON API, OpenAPI at /docs), models loaded once.
 
     A non-loopback --host needs the token variable named by serve.token_env (ENGINE_SERVE_TOKEN).
 
     Example: engine serve --port 8000
+    Example: engine serve --watch --every 30m
     """
     import uvicorn
 
+    from cli.durations import watch_interval
     from engine.server.app import create_app
-    from engine.server.security import check_bind
+    from engine.server.security import Access, check_bind
 
+    interval = watch_interval(watch, every)
     with knowledge_base(ctx) as kb:
         settings = kb.config.serve
         host = host or settings.host
         check_bind(host, settings)
         kb.store  # a store that cannot be opened fails here, before the server starts
-        uvicorn.run(create_app(kb.config, kb), host=host, port=port or settings.port)
+        watch_every = (interval or kb.config.crawl.watch_every_seconds) if watch else None
+        app = create_app(kb.config, kb, Access.for_bind(host, settings), watch_every=watch_every)
+        uvicorn.run(app, host=host, port=port or settings.port)
 
 
 @db_app.command("upgrade")

@@ -15,3 +15,20 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration such as 90s, 30m, 2h or 1d")
     return seconds
+
+
+def watch_interval(watch: bool, every: str | None) -> float | None:
+    """The seconds of ``--every`` (None: the configured default), checked against ``--watch``.
+
+    Raises:
+        typer.BadParameter: a bad duration, or --every without --watch.
+    """
+    import typer
+
+    try:
+        interval = parse_duration(every) if every is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+    if every is not None and not watch:
+        raise typer.BadParameter("--every goes with --watch", param_hint="--every")
+    return interval

@@ -17,8 +17,12 @@ from rich.table import Table
 from engine.results import AskResult
 
 
-def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bool = False) -> str:
-    """Render ``result``; print it on ``console`` if given, and return the text."""
+def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bool = False, fetch_image=None) -> str:  # noqa: ANN001
+    """Render ``result``; print it on ``console`` if given, and return the text.
+
+    ``fetch_image`` (cli.render_html.FetchImage) gives the images' bytes when the files are on
+    another machine (``engine ask --server``); by default HTML reads the stored files.
+    """
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     elif fmt == "markdown":
@@ -26,7 +30,7 @@ def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bo
     elif fmt == "html":
         from cli.render_html import render_html
 
-        text = render_html(result)
+        text = render_html(result, fetch_image=fetch_image)
     else:
         if console is not None:
             print_ask(console, result, explain)
@@ -188,7 +192,7 @@ def print_status(console: Console, report) -> None:  # noqa: ANN001 - StatusRepo
     )
     vectors = ", ".join(f"{k} {v}" for k, v in report.vectors.items())
     console.print(f"vectors: {vectors}; images without CLIP vectors: {report.images_without_clip}")
-    console.print("size: " + ", ".join(f"{k} {_bytes(v)}" for k, v in report.bytes.items()))
+    console.print("size: " + ", ".join(f"{k} {byte_size(v)}" for k, v in report.bytes.items()))
     if report.models:
         console.print("models: " + ", ".join(f"{k} = {escape(v)}" for k, v in report.models.items()), highlight=False)
     if report.topics:
@@ -224,11 +228,12 @@ def print_check(console: Console, report) -> None:  # noqa: ANN001 - CheckReport
     console.print("[green]consistent[/]" if report.ok else "[red]inconsistent[/]")
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+def byte_size(n: float) -> str:
+    """Bytes in SI units (1 MB = 1,000,000 B), so a 100_000_000-byte limit reads "100 MB"."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
     return str(n)
 
 

@@ -13,12 +13,16 @@ import io
 import re
 from html import escape
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from engine.errors import InputError
 from engine.results import AskResult, ImageHit, SummarySentence
 from indexer.images import read_thumbnail
 
+# Image id → (bytes, content type), or None: images of a result from another machine.
+FetchImage = Callable[[int], "tuple[bytes, str] | None"]
+RASTER_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
 THUMBNAIL_SIDE = 512  # shown at most 256 px wide: sharp on a high-density screen
 # No scripts, frames, forms, fonts or fetches: images from data: URIs (or local files
 # with link_images) and the inline style sheet are all the page may load.
@@ -42,13 +46,15 @@ figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 """
 
 
-def render_html(result: AskResult, link_images: bool = False) -> str:
+def render_html(result: AskResult, link_images: bool = False, fetch_image: FetchImage | None = None) -> str:
     """The answer as one HTML document.
 
     Args:
         result: what ``KnowledgeBase.ask`` returned.
         link_images: refer to the stored image files by path instead of embedding them
             (a smaller file that works only on this machine).
+        fetch_image: where image bytes come from when the files are on another machine
+            (``engine ask --server``): image id → (bytes, content type), or None when unavailable.
     """
     by_sentence: dict[int, list[ImageHit]] = {}
     loose: list[ImageHit] = []
@@ -57,7 +63,7 @@ def render_html(result: AskResult, link_images: bool = False) -> str:
             by_sentence.setdefault(image.sentence, []).append(image)
         else:
             loose.append(image)
-    figures = {n: "".join(_figure(result, im, link_images) for im in hits) for n, hits in by_sentence.items()}
+    figures = {n: "".join(_figure(result, im, link_images, fetch_image) for im in hits) for n, hits in by_sentence.items()}
 
     body = [f"<h1>{escape(result.query)}</h1>"]
     if not result.summary:
@@ -71,7 +77,7 @@ def render_html(result: AskResult, link_images: bool = False) -> str:
             body.append(f'<div class="sentence" id="s{n + 1}"><p>{_sentence(sentence)}</p>{figures.get(n, "")}</div>')
     if loose:
         body.append("<h2>More images</h2>")
-        body.append(f'<div class="gallery">{"".join(_figure(result, im, link_images) for im in loose)}</div>')
+        body.append(f'<div class="gallery">{"".join(_figure(result, im, link_images, fetch_image) for im in loose)}</div>')
     if result.sources:
         body.append("<h2>Sources</h2><ol>")
         body.extend(_source(s) for s in result.sources)
@@ -104,9 +110,9 @@ def _source(source) -> str:  # noqa: ANN001 - SourceRef
     return f'<li id="source-{int(source.number)}" value="{int(source.number)}">{heading}{date}<br><span class="url">{escape(source.url)}</span></li>'
 
 
-def _figure(result: AskResult, image: ImageHit, link_images: bool) -> str:
+def _figure(result: AskResult, image: ImageHit, link_images: bool, fetch_image: FetchImage | None = None) -> str:
     label = image.alt or image.caption or image.generated_caption or ""
-    src = _image_src(image.path, link_images)
+    src = _fetched_src(image, fetch_image) if fetch_image else _image_src(image.path, link_images)
     picture = (
         f'<img src="{escape(src)}" alt="{escape(label)}" loading="lazy">'
         if src
@@ -134,6 +140,16 @@ def _image_src(path: str, link_images: bool) -> str | None:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fetched_src(image: ImageHit, fetch_image: FetchImage) -> str | None:
+    fetched = fetch_image(image.image_id)
+    if fetched is None:
+        return None
+    data, content_type = fetched
+    if content_type not in RASTER_TYPES:  # an SVG could carry script: never inline one
+        return None
+    return f"data:{content_type};base64," + base64.b64encode(data).decode("ascii")
 
 
 def safe_href(url: str) -> str | None:

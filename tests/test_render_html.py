@@ -117,6 +117,23 @@ def test_linked_images_use_file_uris(photo):
     assert len(doc.xpath("//img")) == 2  # a missing file still gets its link
 
 
+def test_images_of_a_remote_answer_come_from_the_server_not_its_file_paths(tmp_path):
+    asked: list[int] = []
+    served = {1: (b"\xff\xd8jpeg bytes", "image/jpeg"), 2: (b"<svg onload=alert(1)>", "image/svg+xml")}
+
+    def fetch(image_id: int):  # noqa: ANN202
+        asked.append(image_id)
+        return served.get(image_id)
+
+    result = hostile_result(tmp_path / "not-on-this-machine.png")  # the server's path, absent here
+    doc = parse(render_html(result, fetch_image=fetch))
+    assert asked == [1, 2]
+    (img,) = doc.xpath("//img")
+    assert img.get("src") == "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8jpeg bytes").decode()
+    assert "svg" not in "".join(doc.xpath("//img/@src"))  # an SVG could script: never inlined
+    assert "image file unavailable" in doc.text_content()
+
+
 @pytest.mark.parametrize(
     "url, linked",
     [

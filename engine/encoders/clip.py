@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import ClipConfig
+from engine.encoders.clip_text import encode_tokens
 from engine.errors import ModelUnavailableError
 
 # CLIP reads 77 tokens, start and end markers included.
@@ -139,8 +140,7 @@ class ClipEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(pieces), 64):
-                tokens = tokenizer(pieces[start : start + 64])
-                out.append(model.encode_text(tokens).float().numpy())
+                out.append(encode_tokens(model, tokenizer(pieces[start : start + 64])))
         piece_vectors = _normalise(np.concatenate(out))
         return _mean_by_owner(piece_vectors, np.asarray(owner), len(texts))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -40,9 +41,17 @@ class TextEncoder:
     def __init__(self, model: str, batch_size: int = 32):
         self.name = model
         self.batch_size = batch_size
+        # A Hugging Face fast tokenizer raises "Already borrowed" when two threads use it at
+        # once (engine serve: an ask beside an index job), so one call uses the model at a time.
+        self._lock = threading.RLock()
+
+    @property
+    def model(self):  # noqa: ANN201 - SentenceTransformer
+        with self._lock:
+            return self._model
 
     @cached_property
-    def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
+    def _model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
         _quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
@@ -70,20 +79,22 @@ class TextEncoder:
     def count_tokens(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        with self._lock:
+            encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array of shape (len(texts), dim)."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
 

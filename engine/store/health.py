@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select, text
 
+from engine.results import StatusReport, TopicStatus
 from engine.store.schema import (
     CLIP_IMAGE_SPACE,
     CLIP_TEXT_SPACE,
@@ -30,39 +31,6 @@ from engine.store.schema import (
 )
 from engine.store.store import Store
 from engine.store.vectors import VectorIndex
-
-
-@dataclass
-class TopicStatus:
-    name: str
-    documents: int
-    images: int
-    chunks: int
-    last_update: float | None
-    # The crawl (engine index --topics without --from): when its last round ended, when
-    # --watch runs the next, its URLs by status, and why the failed/gone/skipped ones were.
-    last_crawl: float | None = None
-    next_crawl: float | None = None
-    urls: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class StatusReport:
-    store: str
-    documents: int
-    sources: int
-    chunks: int
-    images: int
-    vectors: dict[str, int]
-    images_without_clip: int
-    bytes: dict[str, int]
-    models: dict[str, str]
-    topics: list[TopicStatus]
-    last_run: dict | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def store_status(store: Store, topic_min_similarity: float) -> StatusReport:

@@ -254,7 +254,7 @@ class Store:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def index(self, space: str, dim: int) -> VectorIndex:
-        """The FAISS index of ``space``, loaded once and reconciled with SQLite."""
+        """The FAISS index of ``space``, loaded once and reconciled with SQLite whenever its vectors changed."""
         if space not in SPACE_TABLE:
             raise StoreError(f"unknown vector space {space!r}")
         index = self._indexes.get(space)
@@ -267,6 +267,10 @@ class Store:
             if discarded:
                 index.dirty = True
             self._indexes[space] = index
+        elif index.version != self.vector_version(space):
+            # Another writer committed (a server's index job, `engine index` in another process):
+            # a long-lived reader takes its vectors now, not at its next start.
+            self.reconcile(space, index)
         return index
 
     def reconcile(self, space: str, index: VectorIndex) -> ReconcileReport:

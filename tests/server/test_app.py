@@ -32,7 +32,7 @@ def app_over(kb: FakeKnowledgeBase, tmp_path):  # noqa: ANN201
 
 def test_routes_answer_503_while_the_knowledge_base_loads(tmp_path):
     kb = FakeKnowledgeBase()
-    with TestClient(app_over(kb, tmp_path), raise_server_exceptions=False) as client:
+    with TestClient(app_over(kb, tmp_path), base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         response = client.get("/v1/status")
         assert response.status_code == 503 and response.headers["retry-after"]
         assert response.json() == {"error": "Service Unavailable", "detail": "the knowledge base is loading; try again shortly"}
@@ -50,7 +50,7 @@ def test_a_failed_load_is_a_503_with_the_reason(tmp_path):
 
     kb = FakeKnowledgeBase(SchemaTooNewError("the store is at revision 9"))
     kb.loaded.set()
-    with TestClient(app_over(kb, tmp_path), raise_server_exceptions=False) as client:
+    with TestClient(app_over(kb, tmp_path), base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         for _ in range(200):
             response = client.get("/v1/search", params={"q": "coffee"})
             if "loading" not in response.json()["detail"]:
@@ -63,7 +63,7 @@ def test_a_failed_load_is_a_503_with_the_reason(tmp_path):
 def test_an_unexpected_error_is_a_500_without_traceback_or_message(tmp_path):
     kb = FakeKnowledgeBase()
     kb.loaded.set()
-    with TestClient(app_over(kb, tmp_path), raise_server_exceptions=False) as client:
+    with TestClient(app_over(kb, tmp_path), base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         app_warm = client.app.state.warm
         for _ in range(200):
             if app_warm.ready:
