@@ -168,11 +168,7 @@ class _CrawlRun:
         return due
 
     def _next_round_at(self, state: frontier.TopicRound | None) -> float:
-        if state is None or state.last_crawl_at is None:
-            return 0.0
-        if state.next_crawl_at is not None:
-            return state.next_crawl_at
-        return state.last_crawl_at + (self.crawl.watch_every or 0.0)
+        return frontier.next_round_at(state, self.crawl.watch_every or 0.0)
 
     def _seconds_to_next_round(self) -> float:
         rounds = self._rounds()

@@ -43,6 +43,16 @@ class TopicRound:
         )
 
 
+def next_round_at(state: TopicRound | None, every: float) -> float:
+    """When a topic's next round is due: at once if it never had one, else the time the last
+    round stored (``engine index --watch`` sets it), else ``every`` seconds after it ended."""
+    if state is None or state.last_crawl_at is None:
+        return 0.0
+    if state.next_crawl_at is not None:
+        return state.next_crawl_at
+    return state.last_crawl_at + every
+
+
 @dataclass(frozen=True)
 class NewUrl:
     """A URL discovery proposed for a topic."""

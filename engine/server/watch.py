@@ -12,7 +12,7 @@ from engine.errors import EngineError
 from engine.server.jobs import Job, JobQueue, JobSpec
 from engine.store.schema import topics
 from engine.store.store import Store
-from indexer.frontier import TopicRound, topic_rounds
+from indexer.frontier import TopicRound, next_round_at, topic_rounds
 
 log = logging.getLogger("engine.server")
 MAX_POLL_SECONDS = 10.0
@@ -26,12 +26,8 @@ def due_topics(conn: Connection, every: float, now: float) -> list[str]:
 
 
 def _due(state: TopicRound | None, every: float, now: float) -> bool:
-    # As indexer.crawl does: an unfinished round is resumed at once, a stored next_crawl_at
-    # (set by `engine index --watch`) wins, else the last round's end plus the interval.
-    if state is None or state.last_crawl_at is None or state.unfinished:
-        return True
-    next_at = state.next_crawl_at if state.next_crawl_at is not None else state.last_crawl_at + every
-    return next_at <= now
+    # As indexer.crawl does: an unfinished round is resumed at once.
+    return (state is not None and state.unfinished) or next_round_at(state, every) <= now
 
 
 class WatchScheduler:
