@@ -71,7 +71,10 @@ class KnowledgeBase:
 
     @cached_property
     def text_encoder(self) -> TextEncoder:
-        return TextEncoder(self.config.text.model, self.config.text.batch_size)
+        """The text encoder on the configured runtime (text.runtime): torch or ONNX Runtime."""
+        from engine.encoders.factory import build_text_encoder
+
+        return build_text_encoder(self.config.text)
 
     @cached_property
     def captioner(self):  # noqa: ANN201 - engine.encoders.caption.Captioner | None

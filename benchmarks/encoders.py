@@ -1,0 +1,233 @@
+"""Encoder benchmark: the text model on each runtime (torch, onnx, onnx-int8), ratios in one run.
+
+    .venv/bin/python benchmarks/encoders.py [--chunks 160] [--repeats 2] [--set dev|holdout|all|none]
+                                            [--cold-runs 5] [--json]
+
+About 15 minutes on a 2-core CPU with the dev questions, most of it asking them three times.
+
+Corpus: the answer benchmark's plain store (benchmarks/answers.py: the real pages of
+../shared/data/real-pages when present, and examples/pages), indexed with the torch runtime.
+Its stored chunks (~180 tokens, as indexer/chunk.py cuts them) are the texts. Per runtime:
+- texts/s on the chunks (after one untimed pass, so every runtime has met every shape;
+  runtimes interleaved, the median of --repeats passes), and the speedup over torch in this run;
+- cosine of its chunk vectors to torch's (min / mean);
+- retrieval: the store's chunk vectors re-encoded by the runtime (`engine reindex --text`), then
+  the answer benchmark's questions asked with it: the right-first-source rate; plus int8 queries
+  against the torch vectors, to show what mixing the two spaces would do;
+- cold `engine ask` (a fresh process, CLIP off, its ONNX file already cached), the median of
+  --cold-runs, divided by the median of `python -c "import torch"` in the same run.
+The ONNX files are exported into a temporary cache, so the first-use export is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import answers  # noqa: E402 - the answer benchmark's corpus, store and scoring
+
+from engine.config import ClipConfig, Config, StoreConfig, TextModelConfig  # noqa: E402
+from engine.encoders.factory import build_text_encoder  # noqa: E402
+from engine.kb import KnowledgeBase  # noqa: E402
+
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+COLD_QUESTION = "how is coffee roasted"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunks", type=int, default=160, help="stored chunks timed per pass (default 160)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes per runtime (default 2)")
+    parser.add_argument("--set", default="dev", choices=["dev", "holdout", "all", "none"],
+                        help="answer-benchmark questions for the retrieval check (default dev; none skips it)")
+    parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold-start figure (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="engine-encoders-") as tmp:
+        work = Path(tmp)
+        cache = work / "onnx-cache"
+        text_configs = {r: TextModelConfig(runtime=r, onnx_cache=str(cache)) for r in RUNTIMES}
+        encoders = {r: build_text_encoder(c) for r, c in text_configs.items()}
+        figures: dict = {"runtimes": {r: {} for r in RUNTIMES}}
+
+        _progress("building the torch store (answer benchmark corpus, plain) ...")
+        built = answers.build_store("plain", work / "torch", encoders["torch"])
+        built.kb.close()
+        texts, tokens = _chunks(built.kb)
+        sample = texts[: args.chunks]
+        figures["corpus"] = {"chunks": len(texts), "timed": len(sample), "mean_tokens": round(float(np.mean(tokens)), 1)}
+
+        for runtime in ("onnx", "onnx-int8"):
+            started = time.perf_counter()
+            encoders[runtime].load()  # export (fp32, then int8 from it) and open
+            figures["runtimes"][runtime]["export_s"] = round(time.perf_counter() - started, 1)
+
+        _progress(f"timing {len(sample)} chunks per runtime ...")
+        figures["runtimes"] = _speed(encoders, sample, args.repeats, figures["runtimes"])
+
+        stores = {"torch": built.kb.config.store.path}
+        if args.set != "none" and answers.REAL_PAGES.is_dir():
+            stores, retrieval = _retrieval(built, encoders, work, args.set)
+            figures["retrieval"] = retrieval
+        elif args.set != "none":
+            _progress(f"no real pages at {answers.REAL_PAGES}: retrieval check skipped")
+
+        _progress("cold starts ...")
+        figures["cold"] = _cold_starts(stores, text_configs, args.cold_runs)
+
+    print(json.dumps(figures, indent=2) if args.json else _table(figures))
+    return 0
+
+
+def _chunks(kb: KnowledgeBase) -> tuple[list[str], list[int]]:
+    from sqlalchemy import select
+
+    from engine.store.schema import chunks
+
+    with KnowledgeBase(kb.config) as fresh, fresh.store.reading() as conn:
+        rows = conn.execute(select(chunks.c.text, chunks.c.n_tokens).order_by(chunks.c.id)).all()
+    # Spread the timed sample over all pages rather than the first few.
+    rows = rows[::2] + rows[1::2]
+    return [r.text for r in rows], [r.n_tokens for r in rows]
+
+
+def _speed(encoders: dict, texts: list[str], repeats: int, figures: dict) -> dict:
+    vectors = {r: e.encode(texts) for r, e in encoders.items()}  # untimed: every shape met once
+    seconds: dict[str, list[float]] = {r: [] for r in encoders}
+    for _ in range(repeats):
+        for runtime, encoder in encoders.items():  # interleaved: load changes hit all alike
+            started = time.perf_counter()
+            encoder.encode(texts)
+            seconds[runtime].append(time.perf_counter() - started)
+    base = statistics.median(seconds["torch"])
+    for runtime in encoders:
+        took = statistics.median(seconds[runtime])
+        cosines = np.sum(vectors[runtime] * vectors["torch"], axis=1)
+        figures[runtime].update(
+            texts_per_s=round(len(texts) / took, 2),
+            speedup=round(base / took, 2),
+            cos_min=round(float(cosines.min()), 5),
+            cos_mean=round(float(cosines.mean()), 5),
+        )
+    return figures
+
+
+def _retrieval(built, encoders: dict, work: Path, set_name: str) -> tuple[dict[str, Path], dict]:  # noqa: ANN001
+    """Per runtime: a copy of the torch store re-encoded by it, and the answer benchmark's rates on it."""
+    names = ["dev", "holdout"] if set_name == "all" else [set_name]
+    questions = {"answerable": [], "off_topic": []}
+    for name in names:
+        for kind, items in answers.load_questions(name).items():
+            questions.setdefault(kind, []).extend(items)
+    stores: dict[str, Path] = {}
+    results: dict[str, dict] = {}
+    for runtime, encoder in encoders.items():
+        path = built.kb.config.store.path
+        if runtime != "torch":
+            path = work / runtime / "store"
+            shutil.copytree(built.kb.config.store.path, path)
+        stores[runtime] = path
+        config = Config(store=StoreConfig(path=path), clip=ClipConfig(enabled=False))
+        with KnowledgeBase(config, text_encoder=encoder) as kb:
+            if runtime != "torch":
+                _progress(f"re-encoding the chunks with {runtime} ...")
+                kb.reindex(text=True)
+            _progress(f"asking with {runtime} ...")
+            results[runtime] = _rates(answers.evaluate(kb, questions, built.page_of_url))
+    # int8 query vectors against the torch store's fp32 chunk vectors: what mixing would do.
+    mixed = build_text_encoder(TextModelConfig(runtime="onnx-int8", onnx_cache=str(encoders["onnx-int8"].cache_dir)))
+    mixed.name = encoders["torch"].name  # passes the store's model guard on purpose
+    config = Config(store=StoreConfig(path=stores["torch"]), clip=ClipConfig(enabled=False))
+    with KnowledgeBase(config, text_encoder=mixed) as kb:
+        _progress("asking with int8 queries on the torch vectors ...")
+        results["int8 queries, torch vectors"] = _rates(answers.evaluate(kb, questions, built.page_of_url))
+    return stores, results
+
+
+def _rates(figures: dict) -> dict:
+    counts = figures["counts"]
+    return {
+        "right_first": counts["right_first"],
+        "answerable": counts["answerable"],
+        "answerable_refused": counts["answerable_refused"],
+        "off_topic_refused": counts["off_topic_refused"],
+        "off_topic": counts["off_topic"],
+        "ask_p50_ms": round(figures["latency_ms"]["ask"]["p50"], 1),
+    }
+
+
+def _cold_starts(stores: dict[str, Path], configs: dict, runs: int) -> dict:
+    """Median seconds of a fresh `engine ask` per runtime, and of `import torch`, interleaved."""
+    env = {**os.environ, "ENGINE_CLIP_ENABLED": "false"}
+    commands = {"import torch": ([sys.executable, "-c", "import torch"], env)}
+    for runtime, config in configs.items():
+        store = stores.get(runtime, stores["torch"])
+        if runtime == "onnx-int8" and runtime not in stores:
+            continue  # no store of int8 vectors without the retrieval step
+        run_env = {**env, "ENGINE_TEXT_RUNTIME": runtime, "ENGINE_TEXT_ONNX_CACHE": config.onnx_cache}
+        command = [sys.executable, "-m", "cli", "--store", str(store), "ask", COLD_QUESTION]
+        commands[f"ask {runtime}"] = (command, run_env)
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (command, run_env) in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, cwd=REPO, env=run_env, check=True, capture_output=True)
+            seconds[name].append(time.perf_counter() - started)
+    torch_s = statistics.median(seconds["import torch"])
+    return {
+        name: {"median_s": round(statistics.median(s), 2), "vs_import_torch": round(statistics.median(s) / torch_s, 2)}
+        for name, s in seconds.items()
+    }
+
+
+def _table(figures: dict) -> str:
+    corpus = figures["corpus"]
+    lines = [
+        f"Text model all-MiniLM-L6-v2, {corpus['timed']} of {corpus['chunks']} stored chunks timed "
+        f"(mean {corpus['mean_tokens']} tokens).",
+        "",
+        "| runtime | texts/s | speedup | cosine to torch min / mean | first-use export |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
+    for runtime, f in figures["runtimes"].items():
+        export = f"{f['export_s']} s" if "export_s" in f else ""
+        lines.append(f"| {runtime} | {f['texts_per_s']} | {f['speedup']}× | {f['cos_min']} / {f['cos_mean']} | {export} |")
+    if "retrieval" in figures:
+        lines += ["", "| vectors | right first source | answerable refused | off-topic refused | ask p50 |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for name, r in figures["retrieval"].items():
+            lines.append(
+                f"| {name} | {_share(r['right_first'], r['answerable'])} | {_share(r['answerable_refused'], r['answerable'])}"
+                f" | {_share(r['off_topic_refused'], r['off_topic'])} | {r['ask_p50_ms']} ms |"
+            )
+    lines += ["", "| cold start | median | ÷ import torch |", "| --- | ---: | ---: |"]
+    for name, c in figures["cold"].items():
+        lines.append(f"| {name} | {c['median_s']} s | {c['vs_import_torch']} |")
+    return "\n".join(lines)
+
+
+def _share(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}% ({count}/{total})" if total else "n/a"
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
