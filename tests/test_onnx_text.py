@@ -125,7 +125,7 @@ def test_a_store_of_fp32_vectors_refuses_int8_queries(tmp_path):
         with store.transaction() as conn:
             store.put_vectors(conn, TEXT_SPACE, [1], np.ones((1, fp32.dim), np.float32))
         store.bind_model((TEXT_SPACE,), TextEncoder(MODEL).name, fp32.dim)  # torch and fp32 ONNX: one space
-        with pytest.raises(ModelMismatchError, match=r"onnx-int8.*engine reindex --text"):
+        with pytest.raises(ModelMismatchError, match=r"onnx-int8.*engine reindex --text.*set text.runtime back"):
             store.bind_model((TEXT_SPACE,), int8.name, int8.dim)
     finally:
         store.close()
