@@ -453,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", metavar="FILE", help="another question file in the same format, instead of --set")
     parser.add_argument("--variant", default="both", choices=[*VARIANTS, "both"], help="store variant (default: both)")
     parser.add_argument("--min-score", help="passed to kb.ask: auto, off or a number (default: the configured one)")
+    parser.add_argument("--text-runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                        help="the text model's runtime (text.runtime; default: torch, the reference)")
     parser.add_argument("--failures", action="store_true", help="list each wrong answer with its relevance scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every figure instead")
     args = parser.parse_args(argv)
@@ -466,10 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"answers.py: {exc}", file=sys.stderr)
         return 2
 
-    from engine.encoders.text import TextEncoder
+    from engine.config import TextModelConfig
+    from engine.encoders.factory import build_text_encoder
 
     command = "python benchmarks/answers.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    encoder = TextEncoder(TEXT_MODEL)
+    encoder = build_text_encoder(TextModelConfig(model=TEXT_MODEL, runtime=args.text_runtime))
     variants = list(VARIANTS) if args.variant == "both" else [args.variant]
     stores: dict[str, BuiltStore] = {}
     results: dict[str, dict[str, dict]] = {}
@@ -527,7 +530,7 @@ def _markdown(command, args, stores, results, seconds, checks) -> str:  # noqa: 
         ratio = stores["near-duplicates"].documents / max(1, stores["plain"].documents)
         counts += f" ({ratio:.2f}x the plain store)"
     parts = [
-        f"Answer quality, {date.today().isoformat()}, engine {_commit()}, min_score {args.min_score or 'as configured'}",
+        f"Answer quality, {date.today().isoformat()}, engine {_commit()}, min_score {args.min_score or 'as configured'}, text.runtime {args.text_runtime}",
         f"`{command}`",
         f"Stores: {counts}.",
         *[f"**WARNING** {c}" for c in checks],

@@ -149,6 +149,7 @@ def _retrieval(built, encoders: dict, work: Path, set_name: str) -> tuple[dict[s
                 kb.reindex(text=True)
             _progress(f"asking with {runtime} ...")
             results[runtime] = _rates(answers.evaluate(kb, questions, built.page_of_url))
+            results[runtime].update(_dense_retrieval(kb, encoder, questions["answerable"], built.page_of_url))
     # int8 query vectors against the torch store's fp32 chunk vectors: what mixing would do.
     mixed = build_text_encoder(TextModelConfig(runtime="onnx-int8", onnx_cache=str(encoders["onnx-int8"].cache_dir)))
     mixed.name = encoders["torch"].name  # passes the store's model guard on purpose
@@ -157,6 +158,29 @@ def _retrieval(built, encoders: dict, work: Path, set_name: str) -> tuple[dict[s
         _progress("asking with int8 queries on the torch vectors ...")
         results["int8 queries, torch vectors"] = _rates(answers.evaluate(kb, questions, built.page_of_url))
     return stores, results
+
+
+def _dense_retrieval(kb: KnowledgeBase, encoder, answerable: list[dict], page_of_url: dict[str, str]) -> dict:  # noqa: ANN001
+    """Retrieval alone, as `engine eval retrieval` scores it: each question's vector against every
+    stored chunk's (no BM25, no evidence decision); a page ranks by its best chunk. MRR and
+    Recall@1 of the right page, over the answerable questions."""
+    from sqlalchemy import select
+
+    from engine.evaluate.metrics import first_relevant_ranks, mean_reciprocal_rank, recall_at
+    from engine.store.schema import TEXT_SPACE, chunks, sources
+
+    with kb.store.reading() as conn:
+        rows = conn.execute(
+            select(chunks.c.id, sources.c.url).join(sources, sources.c.document_id == chunks.c.document_id)
+        ).all()
+    pages = sorted({page_of_url[r.url] for r in rows})
+    chunk_vectors = kb.store.read_vectors(TEXT_SPACE, [r.id for r in rows], encoder.dim)
+    chunk_page = np.array([pages.index(page_of_url[r.url]) for r in rows])
+    by_chunk = encoder.encode([q["question"] for q in answerable]) @ chunk_vectors.T
+    by_page = np.stack([by_chunk[:, chunk_page == n].max(axis=1) for n in range(len(pages))], axis=1)
+    relevant = np.array([[page == q["page"] for page in pages] for q in answerable])
+    ranks = first_relevant_ranks(by_page, relevant)
+    return {"dense_mrr": round(mean_reciprocal_rank(ranks), 4), "dense_recall_at_1": round(recall_at(ranks, 1), 4)}
 
 
 def _rates(figures: dict) -> dict:
@@ -208,12 +232,14 @@ def _table(figures: dict) -> str:
         export = f"{f['export_s']} s" if "export_s" in f else ""
         lines.append(f"| {runtime} | {f['texts_per_s']} | {f['speedup']}× | {f['cos_min']} / {f['cos_mean']} | {export} |")
     if "retrieval" in figures:
-        lines += ["", "| vectors | right first source | answerable refused | off-topic refused | ask p50 |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| vectors | right first source | answerable refused | off-topic refused | ask p50 "
+                      "| dense MRR | dense Recall@1 |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in figures["retrieval"].items():
             lines.append(
                 f"| {name} | {_share(r['right_first'], r['answerable'])} | {_share(r['answerable_refused'], r['answerable'])}"
-                f" | {_share(r['off_topic_refused'], r['off_topic'])} | {r['ask_p50_ms']} ms |"
+                f" | {_share(r['off_topic_refused'], r['off_topic'])} | {r['ask_p50_ms']} ms"
+                f" | {r.get('dense_mrr', '')} | {r.get('dense_recall_at_1', '')} |"
             )
     lines += ["", "| cold start | median | ÷ import torch |", "| --- | ---: | ---: |"]
     for name, c in figures["cold"].items():

@@ -1,12 +1,21 @@
-"""Ingest benchmark: `engine index` throughput against the bare encoders, in one run.
+"""Ingest benchmark: `engine index` throughput against the bare encoders, and what CLIP costs, in one run.
 
-    .venv/bin/python benchmarks/ingest.py [--copies 6] [--clip random|off]
+    .venv/bin/python benchmarks/ingest.py [--copies 6] [--text-runtime onnx] [--clip random|off]
+                                          [--clip-runtime torch] [--real-pages]
 
-Builds a fixed corpus (the example pages, each copy made unique by a numbered
-paragraph), indexes it once to warm torch's kernels, then indexes it into a fresh
-store with the same loaded encoders, then times the bare encoders on exactly the
-chunks and images that were stored. The ratio
-bare/pipeline is the share of the run the encoders account for (target ≥ 0.9).
+Builds a fixed corpus (the example pages, each copy made unique by a numbered paragraph; with
+--real-pages, the 12 real article pages of ../shared/data/real-pages instead, saved with their
+image references), indexes it once to warm the encoders' kernels, then indexes it into fresh
+stores with the same loaded encoders:
+
+- text only: the pipeline's wall time, then the bare text encoder on exactly the chunks stored.
+  The ratio bare/pipeline is the share of the run the encoder accounts for (target >= 0.9).
+- CLIP on (ViT-B-32 with random weights: real compute, no meaning), three ways in the same run:
+  "every chunk, 77 tokens" (each chunk's sentences in CLIP space, padded to CLIP's 77 tokens:
+  the engine before issue 11), "every chunk, trimmed" (padding cut, exact), and "chunks with
+  images" (what the engine does now: only the chunks an image sits in, whose CLIP vector
+  clip_context reads). The first two are the old behaviour re-created here by patching the
+  embedder, so all three run on one machine state.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +36,8 @@ FILLER = (
     "Copy {n} adds this paragraph so that its text is unique. Readers of copy {n} will find the same "
     "article as before, with this note about edition {n} of the page. The note says nothing else of interest."
 )
+TOPICS = ["coffee", "space exploration"]
+REAL_PAGES = REPO.parent / "shared" / "data" / "real-pages"
 
 
 def build_corpus(target: Path, copies: int) -> int:
@@ -41,81 +53,152 @@ def build_corpus(target: Path, copies: int) -> int:
     return copies * len(pages)
 
 
+def build_real_corpus(target: Path) -> int:
+    """The real pages as saved pages, with the example images standing in for theirs (the real
+    pages were saved without their image files), one image per few paragraphs."""
+    pictures = sorted((REPO / "examples" / "pages").glob("*_files/*.jpg"))
+    pages = sorted(REAL_PAGES.glob("*.html"))
+    for n, page in enumerate(pages):
+        folder = target / f"{page.stem}_files"
+        folder.mkdir(parents=True)
+        html = page.read_text(encoding="utf-8", errors="replace")
+        count = 0
+
+        def add_image(match: re.Match) -> str:
+            nonlocal count
+            count += 1
+            if count % 4:
+                return match.group(0)
+            picture = pictures[(n + count) % len(pictures)]
+            shutil.copy(picture, folder / f"{count}-{picture.name}")
+            return f'{match.group(0)}<figure><img src="{folder.name}/{count}-{picture.name}" alt=""></figure>'
+
+        html = re.sub(r"</p>", add_image, html)
+        (target / page.name).write_text(html, encoding="utf-8")
+    return len(pages)
+
+
 def _saved_from(url: str) -> str:
     return f"saved from url=({len(url):04d}){url}"
+
+
+@contextmanager
+def clip_text_as_before(untrimmed: bool):
+    """The embedder as it was before issue 11: every chunk's sentences in CLIP space (and with
+    ``untrimmed``, every sentence padded to 77 tokens)."""
+    import numpy as np
+
+    from engine.encoders import clip_text
+    from indexer import embed
+
+    def every_chunk(self, pages, chunked):  # noqa: ANN001, ANN202 - BatchEmbedder._clip_passages's signature
+        flat = [(n, position) for n, chunks in enumerate(chunked) for position in range(len(chunks))]
+        vectors = self.clip.encode_passages([list(chunked[n][p].sentences) for n, p in flat]) if flat else []
+        out: dict[int, dict[int, np.ndarray]] = {}
+        for (n, position), vector in zip(flat, vectors):
+            out.setdefault(n, {})[position] = vector
+        return out
+
+    saved = embed.BatchEmbedder._clip_passages, clip_text.can_trim
+    embed.BatchEmbedder._clip_passages = every_chunk
+    if untrimmed:
+        clip_text.can_trim = lambda model: False  # noqa: ARG005
+    try:
+        yield
+    finally:
+        embed.BatchEmbedder._clip_passages, clip_text.can_trim = saved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=6, help="copies of the 8 example pages")
+    parser.add_argument("--text-runtime", default="onnx", choices=["torch", "onnx", "onnx-int8"],
+                        help="text.runtime (default onnx, the default for a new store)")
     parser.add_argument("--clip", choices=["random", "off"], default="random",
-                        help="random: ViT-B-32 with random weights (real compute, no meaning)")
+                        help="random: also time CLIP-on ingest with ViT-B-32's random weights")
+    parser.add_argument("--clip-runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                        help="clip.runtime for the CLIP-on runs (default torch)")
+    parser.add_argument("--real-pages", action="store_true", help="index the real pages instead of the examples")
     args = parser.parse_args()
 
-    from PIL import Image
-    from sqlalchemy import select
-
-    from engine.config import ClipConfig, Config, StoreConfig
-    from engine.encoders.clip import ClipEncoder
-    from engine.encoders.text import TextEncoder
+    from engine.config import ClipConfig, Config, StoreConfig, TextModelConfig
+    from engine.encoders.factory import build_clip_encoder, build_text_encoder
     from engine.kb import KnowledgeBase
-    from engine.sentences import split_sentences
-    from engine.store.schema import chunks, images
 
     work = Path(tempfile.mkdtemp(prefix="engine-bench-"))
     corpus = work / "corpus"
     corpus.mkdir()
-    n_pages = build_corpus(corpus, args.copies)
-    clip_config = ClipConfig(pretrained="", random_weights=True) if args.clip == "random" else ClipConfig(enabled=False)
-    config = Config(store=StoreConfig(work / "store"), clip=clip_config)
-
-    text = TextEncoder(config.text.model, config.text.batch_size)
+    n_pages = build_real_corpus(corpus) if args.real_pages else build_corpus(corpus, args.copies)
+    text_config = TextModelConfig(runtime=args.text_runtime, onnx_cache=str(work / "onnx"))
+    clip_config = ClipConfig(pretrained="", random_weights=True, runtime=args.clip_runtime, onnx_cache=str(work / "onnx"))
+    text = build_text_encoder(text_config)
     text.encode(["warm up"])
     clip = None
     if args.clip == "random":
-        clip = ClipEncoder(clip_config)
+        clip = build_clip_encoder(clip_config)
         clip.encode_texts(["warm up"])
+    print(f"corpus: {n_pages} pages ({'real pages' if args.real_pages else f'{args.copies} copies of the examples'}), "
+          f"text.runtime {args.text_runtime}" + (f", clip.runtime {args.clip_runtime}" if clip else ", CLIP off"))
 
-    # torch builds its kernels for each new input shape on first use: a first pass over the
-    # corpus (into a scratch store) warms them, so the timed pipeline and the bare encoders
-    # below both run warm. The cold first pass is printed too.
-    scratch = Config(store=StoreConfig(work / "scratch"), clip=clip_config)
-    with KnowledgeBase(scratch, text_encoder=text, clip_encoder=clip) as kb:
+    def index(name: str, with_clip: bool) -> tuple[float, object, object]:
+        config = Config(store=StoreConfig(work / name), text=text_config,
+                        clip=clip_config if with_clip else ClipConfig(enabled=False))
+        kb = KnowledgeBase(config, text_encoder=text, clip_encoder=clip if with_clip else None)
         started = time.perf_counter()
-        kb.index(["coffee", "space exploration"], [corpus])
-        cold = time.perf_counter() - started
+        report = kb.index(TOPICS, [corpus])
+        return time.perf_counter() - started, report, kb
 
-    with KnowledgeBase(config, text_encoder=text, clip_encoder=clip) as kb:
-        started = time.perf_counter()
-        report = kb.index(["coffee", "space exploration"], [corpus])
-        pipeline = time.perf_counter() - started
-        with kb.store.reading() as conn:
-            chunk_rows = conn.execute(select(chunks.c.text)).scalars().all()
-            image_paths = [kb.store.root / p for p in conn.execute(select(images.c.path)).scalars()]
-
-    started = time.perf_counter()
-    text.encode(list(chunk_rows))
-    bare_text = time.perf_counter() - started
-    bare_clip = 0.0
+    # Kernels are built for each new input shape on first use: a first pass over the corpus
+    # (into a scratch store) warms them, so the timed runs below all run warm.
+    cold, _, kb = index("scratch", clip is not None)
+    kb.close()
+    print(f"cold first pass (kernels not yet built): {cold:.2f} s")
+    text_only(index, text, n_pages)
     if clip is not None:
-        pictures = [Image.open(p).convert("RGB") for p in image_paths]
-        passages = [[s for s, _, _ in split_sentences(t)] for t in chunk_rows]
-        started = time.perf_counter()
-        clip.encode_images(pictures)
-        clip.encode_passages(passages)
-        bare_clip = time.perf_counter() - started
-
-    bare = bare_text + bare_clip
-    n_chunks, n_images = len(chunk_rows), len(image_paths)
-    print(f"corpus: {n_pages} pages, {n_chunks} chunks, {n_images} distinct images (clip: {args.clip})")
-    print(f"pipeline: {pipeline:.2f} s  = {n_pages / pipeline:.2f} pages/s, "
-          f"{n_chunks / pipeline:.2f} chunks/s, {n_images / pipeline:.2f} images/s")
-    print(f"cold first pass (kernels not yet built): {cold:.2f} s = {n_pages / cold:.2f} pages/s")
-    print(f"bare encoders: text {bare_text:.2f} s ({n_chunks / bare_text:.2f} chunks/s)"
-          + (f", clip {bare_clip:.2f} s (images + chunk sentences)" if clip else ""))
-    print(f"ratio bare/pipeline: {bare / pipeline:.3f}  (pipeline adds {100 * (pipeline / bare - 1):.1f}% over the encoders)")
-    print(f"report: pages {dict(report.pages)}, images {dict(report.images)}")
+        clip_on(index, n_pages)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def text_only(index, text, n_pages: int) -> None:  # noqa: ANN001 - the closure above, an encoder
+    from sqlalchemy import select
+
+    from engine.store.schema import chunks
+
+    pipeline, report, kb = index("text-only", False)
+    with kb.store.reading() as conn:
+        rows = conn.execute(select(chunks.c.text)).scalars().all()
+    kb.close()
+    started = time.perf_counter()
+    text.encode(list(rows))
+    bare = time.perf_counter() - started
+    print(f"\ntext only: pipeline {pipeline:.2f} s = {n_pages / pipeline:.2f} pages/s, {len(rows) / pipeline:.2f} chunks/s; "
+          f"bare text encoder {bare:.2f} s on the {len(rows)} chunks")
+    print(f"ratio bare/pipeline: {bare / pipeline:.3f} (target >= 0.9); report: pages {dict(report.pages)}")
+
+
+def clip_on(index, n_pages: int) -> None:  # noqa: ANN001 - the closure in main
+    from sqlalchemy import func, select
+
+    from engine.store.schema import CLIP_TEXT_SPACE, chunks, images
+
+    print("\n| CLIP on | pipeline s | pages/s | chunks with a CLIP vector | × 'every chunk, 77 tokens' |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    base = None
+    for name, before, untrimmed in (("every chunk, 77 tokens", True, True), ("every chunk, trimmed", True, False),
+                                    ("chunks with images (now)", False, False)):
+        if before:
+            with clip_text_as_before(untrimmed):
+                seconds, _, kb = index(name.replace(" ", "-").replace(",", ""), True)
+        else:
+            seconds, _, kb = index("now", True)
+        with kb.store.reading() as conn:
+            n_chunks = conn.execute(select(func.count()).select_from(chunks)).scalar_one()
+            n_images = conn.execute(select(func.count()).select_from(images)).scalar_one()
+            with_clip = kb.store.vector_count(CLIP_TEXT_SPACE, conn)
+        kb.close()
+        base = base or seconds
+        print(f"| {name} | {seconds:.2f} | {n_pages / seconds:.2f} | {with_clip} of {n_chunks} | {base / seconds:.2f} |")
+    print(f"({n_images} distinct images, encoded in every run)")
 
 
 if __name__ == "__main__":

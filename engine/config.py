@@ -37,7 +37,14 @@ class StoreConfig:
     path: Path = field(default_factory=default_store_path)
 
 
-TEXT_RUNTIMES = ("torch", "onnx", "onnx-int8")
+TEXT_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+CLIP_RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def _check_device(section: str, device: str) -> None:
+    # "cuda:N" names one GPU; auto = CUDA when the runtime sees one, else the CPU.
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"{section}.device must be auto, cpu, cuda or cuda:N, not {device!r}")
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,13 @@ class TextModelConfig:
     chunk_overlap_tokens: int = 30
     # torch (sentence-transformers) | onnx (ONNX Runtime, the same vectors, no torch at run
     # time) | onnx-int8 (int8 weights: faster, vectors ~0.99 cosine to fp32, its own model
-    # name in the store). The ONNX files are exported from the local weights on first use.
-    runtime: str = "torch"
-    # ONNX Runtime's intra-op threads; 0 lets it choose (one per physical core).
+    # name in the store) | auto (the runtime the store's vectors were made with; onnx for a
+    # new store). The ONNX files are exported from the local weights on first use.
+    runtime: str = "auto"
+    # Intra-op threads of ONNX Runtime or torch; 0 lets the runtime choose (one per core).
     threads: int = 0
+    # auto | cpu | cuda | cuda:N. On CUDA, torch runs in fp16.
+    device: str = "auto"
     # Where exported ONNX files are kept; empty = <user cache dir>/engine/onnx.
     onnx_cache: str = ""
 
@@ -64,6 +74,7 @@ class TextModelConfig:
             raise ConfigError(f"text.runtime must be one of {', '.join(TEXT_RUNTIMES)}, not {self.runtime!r}")
         if self.threads < 0:
             raise ConfigError(f"text.threads must be 0 (automatic) or more, not {self.threads}")
+        _check_device("text", self.device)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,22 @@ class ClipConfig:
     allow_download: bool = False
     batch_size: int = 16
     enabled: bool = True
+    # torch (open_clip) | onnx (ONNX Runtime: the same vectors, no torch at run time) |
+    # onnx-int8 (int8 weights, its own model identity in the store). Exported on first use.
+    runtime: str = "torch"
+    # Intra-op threads of ONNX Runtime or torch; 0 lets the runtime choose.
+    threads: int = 0
+    # auto | cpu | cuda | cuda:N. On CUDA, torch runs in fp16.
+    device: str = "auto"
+    # Where exported ONNX files are kept; empty = <user cache dir>/engine/onnx.
+    onnx_cache: str = ""
+
+    def __post_init__(self) -> None:
+        if self.runtime not in CLIP_RUNTIMES:
+            raise ConfigError(f"clip.runtime must be one of {', '.join(CLIP_RUNTIMES)}, not {self.runtime!r}")
+        if self.threads < 0:
+            raise ConfigError(f"clip.threads must be 0 (automatic) or more, not {self.threads}")
+        _check_device("clip", self.device)
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,12 @@ class KnowledgeBase:
 
     @cached_property
     def text_encoder(self) -> TextEncoder:
-        """The text encoder on the configured runtime (text.runtime): torch or ONNX Runtime."""
+        """The text encoder on the configured runtime (text.runtime): torch or ONNX Runtime; for
+        ``auto``, the runtime of the vectors already stored."""
         from engine.encoders.factory import build_text_encoder
 
-        return build_text_encoder(self.config.text)
+        stored = self.store.get_meta(f"model.{TEXT_SPACE}") if self.config.text.runtime == "auto" else None
+        return build_text_encoder(self.config.text, stored)
 
     @cached_property
     def captioner(self):  # noqa: ANN201 - engine.encoders.caption.Captioner | None
@@ -89,7 +91,9 @@ class KnowledgeBase:
         if not self.config.clip.enabled or self._clip_failed:
             return None
         if self._clip is None:
-            encoder = ClipEncoder(self.config.clip)
+            from engine.encoders.factory import build_clip_encoder
+
+            encoder = build_clip_encoder(self.config.clip)
             try:
                 encoder.load()
             except ModelUnavailableError as exc:

@@ -11,7 +11,7 @@ from engine.encoders.text import TextEncoder
 from engine.errors import InputError
 from engine.results import Progress
 from engine.sentences import split_sentences
-from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, documents, embeddings, images
+from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, document_images, documents, embeddings, images
 from engine.store.store import Store
 
 BATCH = 64  # rows per transaction; images come as thumbnails, so 64 of them stay under ~40 MB
@@ -31,7 +31,8 @@ def reembed_text(store: Store, encoder: TextEncoder, on_progress: Callable | Non
 
 
 def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None = None) -> dict[str, int]:
-    """Compute the missing CLIP vectors of images and chunks (all of them if the model changed)."""
+    """Compute the missing CLIP vectors of images and of the chunks that hold images (all of them
+    if the model changed)."""
     if store.get_meta(f"model.{CLIP_IMAGE_SPACE}") != clip.identity:
         _reset_space(store, (CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE), clip.identity, clip.dim)
     with store.reading() as conn:
@@ -44,6 +45,8 @@ def reembed_clip(store: Store, clip: ClipEncoder, on_progress: Callable | None =
             select(chunks.c.id, chunks.c.text, documents.c.language)
             .join(documents, documents.c.id == chunks.c.document_id)
             .where(chunks.c.id.not_in(select(embeddings.c.item_id).where(embeddings.c.space == CLIP_TEXT_SPACE)))
+            # Only passages that hold an image are scored in CLIP's space (clip_context).
+            .where(chunks.c.id.in_(select(document_images.c.chunk_id).where(document_images.c.chunk_id.is_not(None))))
         ).all()
     unreadable = 0
     for start in range(0, len(todo_images), BATCH):

@@ -6,6 +6,8 @@ ever cut off by the model's own truncation.
 
 from __future__ import annotations
 
+import bisect
+
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +32,12 @@ class Chunk:
     end: int
     n_tokens: int
     sentences: tuple[str, ...]
+
+
+def chunk_holding(chunks: list[Chunk], char_offset: int) -> int:
+    """The position of the chunk that holds ``char_offset`` of the document text (the last one
+    starting at or before it; the first chunk for an offset before any)."""
+    return max(0, bisect.bisect_right([c.start for c in chunks], char_offset) - 1)
 
 
 def chunk_text(

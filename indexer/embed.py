@@ -7,7 +7,7 @@ import numpy as np
 from engine.encoders.caption import Captioner
 from engine.encoders.clip import ClipEncoder
 from engine.encoders.text import TextEncoder
-from indexer.chunk import chunk_text
+from indexer.chunk import Chunk, chunk_holding, chunk_text
 from indexer.prepare import PreparedPage
 from indexer.write import EmbeddedPage
 
@@ -54,14 +54,14 @@ class BatchEmbedder:
         ]
         flat = [c for chunks in chunked for c in chunks]
         text_vectors = self.text.encode([c.text for c in flat])
-        clip_text = self.clip.encode_passages([list(c.sentences) for c in flat]) if self.clip else None
+        clip_text = self._clip_passages(pages, chunked)
         new_images = self._new_images(pages, stored_image_hashes)
         thumbnails = list(new_images.values())
         image_vectors = dict(zip(new_images, self.clip.encode_images(thumbnails))) if self.clip and thumbnails else {}
         captions = dict(zip(new_images, self.captioner.caption(thumbnails))) if self.captioner and thumbnails else {}
 
         out, start = [], 0
-        for page, chunks in zip(pages, chunked):
+        for n, (page, chunks) in enumerate(zip(pages, chunked)):
             stop = start + len(chunks)
             vectors = text_vectors[start:stop]
             out.append(
@@ -73,7 +73,7 @@ class BatchEmbedder:
                     extracted=page.extracted,
                     chunks=chunks,
                     text_vectors=vectors,
-                    clip_text_vectors=None if clip_text is None else clip_text[start:stop],
+                    clip_text_vectors=clip_text.get(n, {}),
                     images=page.images,
                     image_vectors={
                         data.content_hash: image_vectors[data.content_hash]
@@ -87,6 +87,28 @@ class BatchEmbedder:
                 )
             )
             start = stop
+        return out
+
+    def _clip_passages(self, pages: list[PreparedPage], chunked: list[list[Chunk]]) -> dict[int, dict[int, np.ndarray]]:
+        """{page number: {chunk position: CLIP vector}} for the chunks that hold an image.
+
+        CLIP text is the costly half of CLIP at ingest, and only ``clip_context`` (an image
+        against the passage it sits in) reads a chunk's CLIP vector; other chunks get none.
+        """
+        if self.clip is None:
+            return {}
+        holders = [
+            (n, position)
+            for n, (page, chunks) in enumerate(zip(pages, chunked))
+            if chunks
+            for position in sorted({chunk_holding(chunks, ref.char_offset) for ref, _ in page.images})
+        ]
+        if not holders:
+            return {}
+        vectors = self.clip.encode_passages([list(chunked[n][position].sentences) for n, position in holders])
+        out: dict[int, dict[int, np.ndarray]] = {}
+        for (n, position), vector in zip(holders, vectors):
+            out.setdefault(n, {})[position] = vector
         return out
 
     def _new_images(self, pages: list[PreparedPage], stored: set[str]) -> dict[str, object]:

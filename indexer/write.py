@@ -6,7 +6,6 @@ leaves the store as it was after the last whole page.
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from engine.store.schema import (
     topics,
 )
 from engine.store.store import Store
-from indexer.chunk import Chunk
+from indexer.chunk import Chunk, chunk_holding
 from indexer.extract import ExtractedPage, ImageRef
 from indexer.images import ImageData
 from indexer.sources import PageInput
@@ -45,7 +44,9 @@ class EmbeddedPage:
     extracted: ExtractedPage
     chunks: list[Chunk]
     text_vectors: np.ndarray
-    clip_text_vectors: np.ndarray | None
+    # CLIP vectors of the chunks that hold one of the page's images, by chunk position: the
+    # passage each image is scored against (clip_context); no other chunk needs one.
+    clip_text_vectors: dict[int, np.ndarray]
     images: list[tuple[ImageRef, ImageData]]
     # CLIP vectors of this page's images by content hash (only those newly embedded).
     image_vectors: dict[str, np.ndarray] = field(default_factory=dict)
@@ -127,11 +128,13 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         for n, c in enumerate(item.chunks)
     ]
     store.put_vectors(conn, TEXT_SPACE, chunk_ids, item.text_vectors)
-    if item.clip_text_vectors is not None:
-        store.put_vectors(conn, CLIP_TEXT_SPACE, chunk_ids, item.clip_text_vectors)
+    if item.clip_text_vectors:
+        positions = sorted(item.clip_text_vectors)
+        store.put_vectors(
+            conn, CLIP_TEXT_SPACE, [chunk_ids[n] for n in positions], np.stack([item.clip_text_vectors[n] for n in positions])
+        )
 
     outcome = WriteOutcome("updated" if previous is not None else "added", chunks_added=len(chunk_ids))
-    starts = [c.start for c in item.chunks]
     for ref, data in item.images:
         image_id, is_new = _image_row(store, conn, data, now, item.image_captions.get(data.content_hash))
         if is_new:
@@ -141,13 +144,12 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         vector = item.image_vectors.get(data.content_hash)
         if vector is not None and (is_new or not _has_vector(conn, CLIP_IMAGE_SPACE, image_id)):
             store.put_vectors(conn, CLIP_IMAGE_SPACE, [image_id], vector[None, :])
-        near = max(0, bisect.bisect_right(starts, ref.char_offset) - 1)
         conn.execute(
             insert(document_images)
             .values(
                 document_id=doc_id,
                 image_id=image_id,
-                chunk_id=chunk_ids[near] if chunk_ids else None,
+                chunk_id=chunk_ids[chunk_holding(item.chunks, ref.char_offset)] if chunk_ids else None,
                 src_url=ref.url,
                 alt=ref.alt,
                 caption=ref.caption,

@@ -26,6 +26,12 @@ def _hermetic_env(monkeypatch, tmp_path_factory):
     empty.touch()
     monkeypatch.setenv("ENGINE_CONFIG", str(empty))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # ONNX exports go to one folder per test session, never the developer's cache: the first
+    # test that needs one exports it, the rest reuse it (subprocesses through the variables).
+    onnx_cache = tmp_path_factory.getbasetemp() / "onnx-cache"
+    monkeypatch.setenv("ENGINE_TEXT_ONNX_CACHE", str(onnx_cache))
+    monkeypatch.setenv("ENGINE_CLIP_ONNX_CACHE", str(onnx_cache))
+    monkeypatch.setattr("engine.encoders.onnx_export.default_cache_dir", lambda: onnx_cache)
 
 
 @pytest.fixture(scope="session")

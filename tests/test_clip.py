@@ -12,7 +12,7 @@ from engine.encoders.clip import CLIP_CONTEXT_TOKENS, ClipEncoder
 from engine.errors import ModelUnavailableError
 from engine.config import ClipConfig
 from engine.kb import KnowledgeBase
-from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, images
+from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE, chunks, document_images, images
 from tests.conftest import RANDOM_CLIP, make_config
 
 
@@ -100,9 +100,12 @@ def test_clip_vectors_are_stored_under_row_ids_and_survive_reopening(kb_clip, co
     with kb_clip.store.reading() as conn:
         image_ids = sorted(conn.execute(select(images.c.id)).scalars())
         chunk_ids = sorted(conn.execute(select(chunks.c.id)).scalars())
+        holders = sorted(set(conn.execute(select(document_images.c.chunk_id)).scalars()) - {None})
     store = kb_clip.store
     assert sorted(store.index(CLIP_IMAGE_SPACE, 512).ids().tolist()) == image_ids
-    assert sorted(store.index(CLIP_TEXT_SPACE, 512).ids().tolist()) == chunk_ids
+    # Only the chunks an image sits in get a CLIP vector: the passage clip_context scores it against.
+    assert sorted(store.index(CLIP_TEXT_SPACE, 512).ids().tolist()) == holders
+    assert len(holders) < len(chunk_ids)
     stored = store.read_vectors(CLIP_IMAGE_SPACE, image_ids, 512)
     kb_clip.close()
 
@@ -151,5 +154,7 @@ def test_reindex_images_adds_clip_vectors_stored_without_them(tmp_path, text_enc
         assert done["image_vectors"] == 1
         assert kb.status().images_without_clip == 0
         with kb.store.reading() as conn:
-            assert kb.store.vector_count(CLIP_TEXT_SPACE, conn) == kb.store.vector_count(TEXT_SPACE, conn)
+            holders = set(conn.execute(select(document_images.c.chunk_id)).scalars()) - {None}
+            assert done["clip_text_vectors"] == len(holders) > 0
+            assert sorted(kb.store.ids_with_vectors(CLIP_TEXT_SPACE, conn).tolist()) == sorted(holders)
         assert kb.check().ok

@@ -15,9 +15,9 @@ import pytest
 
 from engine.config import Config, TextModelConfig
 from engine.encoders import onnx_export
-from engine.encoders.factory import build_text_encoder
-from engine.encoders.onnx_text import OnnxTextEncoder, _pool, read_layout
-from engine.encoders.text import TextEncoder
+from engine.encoders.factory import build_text_encoder, text_runtime
+from engine.encoders.onnx_text import INT8_SUFFIX, OnnxTextEncoder, _pool, execution_providers, read_layout
+from engine.encoders.text import TextEncoder, torch_device
 from engine.errors import ConfigError, ModelMismatchError, ModelUnavailableError
 from engine.store.schema import TEXT_SPACE
 from engine.store.store import Store
@@ -141,12 +141,62 @@ def test_a_bad_runtime_is_a_config_error_naming_the_setting(value):
 
 
 def test_the_factory_builds_the_configured_runtime(tmp_path):
-    assert isinstance(build_text_encoder(TextModelConfig()), TextEncoder)
+    assert isinstance(build_text_encoder(TextModelConfig(runtime="torch")), TextEncoder)
     encoder = build_text_encoder(TextModelConfig(runtime="onnx-int8", threads=2, onnx_cache=str(tmp_path), batch_size=8))
     assert isinstance(encoder, OnnxTextEncoder)
     assert (encoder.quantized, encoder.threads, encoder.cache_dir, encoder.batch_size) == (True, 2, tmp_path, 8)
     config = Config.load(env={"ENGINE_TEXT_RUNTIME": "onnx", "ENGINE_TEXT_THREADS": "3"})
     assert (config.text.runtime, config.text.threads) == ("onnx", 3)
+
+
+def test_auto_runs_the_runtime_of_the_stored_vectors_and_onnx_for_a_new_store():
+    auto = TextModelConfig()
+    assert auto.runtime == "auto"
+    assert text_runtime(auto, None) == "onnx"  # a new store
+    assert text_runtime(auto, MODEL) == "onnx"  # built with torch or onnx: one space
+    assert text_runtime(auto, MODEL + INT8_SUFFIX) == "onnx-int8"  # stays in its int8 space
+    assert text_runtime(TextModelConfig(runtime="torch"), MODEL + INT8_SUFFIX) == "torch"  # a setting wins
+    assert isinstance(build_text_encoder(auto, MODEL + INT8_SUFFIX), OnnxTextEncoder)
+
+
+def test_auto_falls_back_to_torch_for_a_model_onnx_cannot_run(tmp_path):
+    folder = tmp_path / "with-dense"
+    folder.mkdir()
+    (folder / "modules.json").write_text(
+        '[{"path": "", "type": "sentence_transformers.models.Transformer"},'
+        ' {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]'
+    )
+    assert text_runtime(TextModelConfig(model=str(folder)), None) == "torch"
+    assert text_runtime(TextModelConfig(model=str(tmp_path / "no-such-model")), None) == "torch"
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU"])
+def test_a_bad_device_is_a_config_error_naming_the_setting(device):
+    with pytest.raises(ConfigError, match=r"text\.device"):
+        Config.load(env={"ENGINE_TEXT_DEVICE": device})
+    with pytest.raises(ConfigError, match=r"clip\.device"):
+        Config.load(env={"ENGINE_CLIP_DEVICE": device})
+
+
+def test_onnx_runs_on_cuda_only_when_there_is_one_or_it_is_asked_for():
+    cpu_only = ["CPUExecutionProvider"]
+    with_cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert execution_providers(cpu_only, "auto", "text.device") == ["CPUExecutionProvider"]
+    assert execution_providers(with_cuda, "cpu", "text.device") == ["CPUExecutionProvider"]
+    assert execution_providers(with_cuda, "auto", "text.device")[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert execution_providers(with_cuda, "cuda:1", "text.device")[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    with pytest.raises(ModelUnavailableError, match=r"text\.device = cuda.*onnxruntime-gpu"):
+        execution_providers(cpu_only, "cuda", "text.device")
+
+
+def test_torch_runs_on_the_cpu_when_it_sees_no_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert torch_device("auto", 0, "text.device") == "cpu"
+    with pytest.raises(ModelUnavailableError, match=r"clip\.device = cuda"):
+        torch_device("cuda", 0, "clip.device")
 
 
 # -- the export cache ----------------------------------------------------------------------

@@ -31,9 +31,9 @@ class Captioner:
 
     @cached_property
     def _loaded(self):  # noqa: ANN202 - (model, image processor, tokenizer), transformers types
-        from engine.encoders.text import _quiet_transformers
+        from engine.encoders.text import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         if not os.path.isdir(self.path):

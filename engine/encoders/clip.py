@@ -89,12 +89,16 @@ class ClipEncoder:
                 "clip.checkpoint (ENGINE_CLIP_CHECKPOINT) to a local open_clip checkpoint, "
                 "or clip.allow_download = true where the internet is reachable"
             )
+        from engine.encoders.text import torch_device
+
+        device = torch_device(c.device, c.threads, "clip.device")
         torch.manual_seed(0)  # random weights (tests) are then the same in every process
         # open_clip warns through the root logger when it builds random weights.
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
         try:
+            # fp16 is a GPU's fast path; the encoders still return float32.
             model, _, preprocess = open_clip.create_model_and_transforms(
-                c.model, pretrained=weights, device="cpu"
+                c.model, pretrained=weights, device=device, precision="fp16" if device.startswith("cuda") else "fp32"
             )
         except Exception as exc:  # noqa: BLE001 - any load failure means "unavailable"
             raise ModelUnavailableError(f"CLIP {c.model} could not be loaded from {weights}: {exc}") from exc
@@ -121,7 +125,9 @@ class ClipEncoder:
         with torch.inference_mode():
             for start in range(0, len(images), self.config.batch_size):
                 batch = torch.stack([preprocess(im) for im in images[start : start + self.config.batch_size]])
-                out.append(_normalise(model.encode_image(batch).float().numpy()))
+                weight = next(model.visual.parameters())
+                batch = batch.to(weight.device, weight.dtype)
+                out.append(_normalise(model.encode_image(batch).float().cpu().numpy()))
         return np.concatenate(out)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:

@@ -31,15 +31,16 @@ def encode_tokens(model, tokens) -> np.ndarray:  # noqa: ANN001 - open_clip.CLIP
     """
     import torch
 
+    tokens = tokens.to(next(model.parameters()).device)
     with torch.inference_mode():
         if not can_trim(model):
-            return model.encode_text(tokens).float().numpy()
+            return model.encode_text(tokens).float().cpu().numpy()
         lengths = tokens.argmax(dim=-1) + 1  # the end-of-text token has the highest id
         order = torch.argsort(lengths)
         out = torch.empty((tokens.shape[0], model.text_projection.shape[1]), dtype=torch.float32)
-        for group in torch.split(order, 16):
+        for group in torch.split(order.cpu(), 16):
             used = int(lengths[group].max())
-            out[group] = _encode_prefix(model, tokens[group, :used]).float()
+            out[group] = _encode_prefix(model, tokens[group, :used]).float().cpu()
         return out.numpy()
 
 

@@ -89,6 +89,9 @@ def _version(package: str) -> str:
 
 def _export(transformer: Path, out: Path) -> None:
     """Write the transformer (inputs as its tokenizer names them → token embeddings) to ``out``."""
+    from engine.encoders.text import quiet_transformers
+
+    quiet_transformers()  # no loading bars in the middle of the first command that exports
     try:
         import torch
         from transformers import AutoModel, AutoTokenizer

@@ -53,6 +53,7 @@ class OnnxTextEncoder:
         batch_size: texts per forward pass; batches are cut from the texts sorted by length.
         quantized: run the int8 model (faster; vectors ~0.99 cosine to fp32, another model name).
         threads: ONNX Runtime's intra-op threads; 0 lets it choose.
+        device: auto (CUDA when ONNX Runtime has it, else CPU), cpu, cuda or cuda:N.
         cache_dir: where the ONNX files are kept (default: the user's cache folder).
     """
 
@@ -63,6 +64,7 @@ class OnnxTextEncoder:
         *,
         quantized: bool = False,
         threads: int = 0,
+        device: str = "auto",
         cache_dir: Path | None = None,
     ):
         self.name = model + INT8_SUFFIX if quantized else model
@@ -70,6 +72,7 @@ class OnnxTextEncoder:
         self.batch_size = batch_size
         self.quantized = quantized
         self.threads = threads
+        self.device = device
         self.cache_dir = cache_dir
         # One call at a time, as TextEncoder: loading must happen once, and a batch's arrays
         # are built and run as one unit.
@@ -77,7 +80,7 @@ class OnnxTextEncoder:
 
     @cached_property
     def layout(self) -> Layout:
-        return read_layout(_model_folder(self.model_name))
+        return read_layout(model_folder(self.model_name))
 
     @property
     def dim(self) -> int:
@@ -157,11 +160,28 @@ class OnnxTextEncoder:
         # (extraction, the crawler) need those cores, and encoding measured no slower.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: its warnings would land in the CLI's output
+        providers = execution_providers(onnxruntime.get_available_providers(), self.device, "text.device")
         try:
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
             raise ModelUnavailableError(f"ONNX file {path} could not be opened ({exc}); delete it to export again") from exc
         return session, [i.name for i in session.get_inputs()]
+
+
+def execution_providers(available: list[str], device: str, setting: str) -> list:
+    """ONNX Runtime's providers for ``device``: CUDA first when asked for (or, for auto, present), CPU last.
+
+    ``setting`` names the config key in the error when CUDA is asked for and missing.
+    """
+    if device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in available):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise ModelUnavailableError(
+            f"{setting} = {device} but this ONNX Runtime has no CUDA provider (pip install onnxruntime-gpu), "
+            f"or set {setting} = cpu"
+        )
+    _, _, number = device.partition(":")
+    return [("CUDAExecutionProvider", {"device_id": int(number or 0)}), "CPUExecutionProvider"]
 
 
 def read_layout(folder: Path) -> Layout:
@@ -220,7 +240,7 @@ def _model_limit(transformer: Path, config: dict) -> int:
     return int(config.get("max_position_embeddings") or 512)
 
 
-def _model_folder(model: str) -> Path:
+def model_folder(model: str) -> Path:
     """The local folder of ``model``: a path, the bundled MiniLM, or a hub id in the local cache."""
     location = resolve_text_model(model)
     if os.path.isdir(location):

@@ -36,11 +36,15 @@ class TextEncoder:
     Args:
         model: a sentence-transformers model name, hub id or local folder.
         batch_size: texts per forward pass.
+        device: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N; fp16 on CUDA.
+        threads: torch's intra-op threads (process-wide); 0 leaves torch's default.
     """
 
-    def __init__(self, model: str, batch_size: int = 32):
+    def __init__(self, model: str, batch_size: int = 32, device: str = "auto", threads: int = 0):
         self.name = model
         self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
         # A Hugging Face fast tokenizer raises "Already borrowed" when two threads use it at
         # once (engine serve: an ask beside an index job), so one call uses the model at a time.
         self._lock = threading.RLock()
@@ -52,18 +56,21 @@ class TextEncoder:
 
     @cached_property
     def _model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
-        _quiet_transformers()
+        quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
         location = resolve_text_model(self.name)
+        device = torch_device(self.device, self.threads, "text.device")
         try:
             # local_files_only: never reach for a hub at run time; say what to do instead.
-            return SentenceTransformer(location, device="cpu", local_files_only=True)
+            model = SentenceTransformer(location, device=device, local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - any load failure means "unavailable"
             raise ModelUnavailableError(
                 f"text model {self.name!r} could not be loaded from {location!r} ({exc}); "
                 "set text.model (ENGINE_TEXT_MODEL) to a local sentence-transformers folder"
             ) from exc
+        # fp16 is a GPU's fast path; encode() still returns float32.
+        return model.half() if device.startswith("cuda") else model
 
     @property
     def dim(self) -> int:
@@ -98,7 +105,21 @@ class TextEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _quiet_transformers() -> None:
+def torch_device(device: str, threads: int, setting: str) -> str:
+    """torch's device for the ``device`` setting (auto: CUDA when torch sees a GPU); sets the
+    thread count when one is given. ``setting`` names the config key in errors."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelUnavailableError(f"{setting} = {device} but torch sees no CUDA GPU; set {setting} = cpu or auto")
+    return device
+
+
+def quiet_transformers() -> None:
     # The library reports progress through its caller; transformers' own bars and
     # hub chatter would interleave with the CLI's.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -58,9 +58,9 @@ class LocalGenerator:
 
     @cached_property
     def _loaded(self):  # noqa: ANN202 - (model, tokenizer), transformers types
-        from engine.encoders.text import _quiet_transformers
+        from engine.encoders.text import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder, gguf_file = resolve_local_model(self.path)
