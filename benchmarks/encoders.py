@@ -1,7 +1,7 @@
-"""Encoder benchmark: the text model on each runtime (torch, onnx, onnx-int8), ratios in one run.
+"""Encoder benchmark: the text model and CLIP on each runtime (torch, onnx, onnx-int8), ratios in one run.
 
     .venv/bin/python benchmarks/encoders.py [--chunks 160] [--repeats 2] [--set dev|holdout|all|none]
-                                            [--cold-runs 5] [--json]
+                                            [--cold-runs 5] [--sentences 500] [--no-clip] [--json]
 
 About 15 minutes on a 2-core CPU with the dev questions, most of it asking them three times.
 
@@ -16,6 +16,12 @@ Its stored chunks (~180 tokens, as indexer/chunk.py cuts them) are the texts. Pe
   against the torch vectors, to show what mixing the two spaces would do;
 - cold `engine ask` (a fresh process, CLIP off, its ONNX file already cached), the median of
   --cold-runs, divided by the median of `python -c "import torch"` in the same run.
+CLIP (ViT-B-32 with random weights: the real compute, no meaning; none ship offline), per runtime:
+- sentences/s on --sentences sentences of the same chunks, and images/s on the example images;
+  "torch, 77 tokens" is open_clip's own encode_text (every sentence padded to 77 tokens, the
+  engine before issue 11), "torch" the engine's padding-free path; speedups over the former;
+- cosine of its vectors to torch's (min / mean);
+- cold `engine ask` with CLIP on, on a store of the example pages with CLIP vectors.
 The ONNX files are exported into a temporary cache, so the first-use export is timed too.
 """
 
@@ -55,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", default="dev", choices=["dev", "holdout", "all", "none"],
                         help="answer-benchmark questions for the retrieval check (default dev; none skips it)")
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold-start figure (default 5)")
+    parser.add_argument("--sentences", type=int, default=500, help="CLIP sentences timed per pass (default 500)")
+    parser.add_argument("--no-clip", action="store_true", help="skip the CLIP figures")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
 
@@ -87,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.set != "none":
             _progress(f"no real pages at {answers.REAL_PAGES}: retrieval check skipped")
 
+        if not args.no_clip:
+            _progress("CLIP ...")
+            figures["clip"] = _clip_speed(texts, cache, args.sentences, args.repeats)
+            stores["clip"] = _clip_store(work, cache)
+
         _progress("cold starts ...")
-        figures["cold"] = _cold_starts(stores, text_configs, args.cold_runs)
+        figures["cold"] = _cold_starts(stores, text_configs, args.cold_runs, cache)
 
     print(json.dumps(figures, indent=2) if args.json else _table(figures))
     return 0
@@ -195,7 +208,78 @@ def _rates(figures: dict) -> dict:
     }
 
 
-def _cold_starts(stores: dict[str, Path], configs: dict, runs: int) -> dict:
+def _clip_speed(chunk_texts: list[str], cache: Path, n_sentences: int, repeats: int) -> dict:
+    """CLIP sentences/s and images/s per runtime, the speedups over open_clip's padded encode_text,
+    and cosines to the torch vectors."""
+    from PIL import Image
+
+    from engine.encoders import clip_text
+    from engine.encoders.factory import build_clip_encoder
+    from engine.sentences import split_sentences
+
+    sentences = [s for text in chunk_texts for s, _, _ in split_sentences(text)][:n_sentences]
+    pictures = [Image.open(p).convert("RGB") for p in sorted((REPO / "examples" / "pages").glob("*_files/*.jpg"))]
+    encoders = {r: build_clip_encoder(ClipConfig(pretrained="", random_weights=True, runtime=r, onnx_cache=str(cache)))
+                for r in RUNTIMES}
+    figures: dict = {"sentences": len(sentences), "images": len(pictures), "runtimes": {}}
+    for runtime in ("onnx", "onnx-int8"):
+        started = time.perf_counter()
+        encoders[runtime].load()
+        figures["runtimes"][runtime] = {"export_s": round(time.perf_counter() - started, 1)}
+
+    def padded(texts: list[str]):  # noqa: ANN202 - the engine before issue 11: every text padded to 77
+        saved, clip_text.can_trim = clip_text.can_trim, lambda model: False  # noqa: ARG005
+        try:
+            return encoders["torch"].encode_texts(texts)
+        finally:
+            clip_text.can_trim = saved
+
+    text_runs = {"torch, 77 tokens": padded, **{r: e.encode_texts for r, e in encoders.items()}}
+    image_runs = {r: e.encode_images for r, e in encoders.items()}
+    text_s, text_vectors = _timed(text_runs, sentences, repeats)
+    image_s, image_vectors = _timed(image_runs, pictures, repeats)
+    for name in text_runs:
+        cos = np.sum(text_vectors[name] * text_vectors["torch"], axis=1)
+        row = figures["runtimes"].setdefault(name, {})
+        row.update(
+            sentences_per_s=round(len(sentences) / text_s[name], 1),
+            text_speedup=round(text_s["torch, 77 tokens"] / text_s[name], 2),
+            text_cos_min=round(float(cos.min()), 5),
+            text_cos_mean=round(float(cos.mean()), 5),
+        )
+        if name in image_runs:
+            cos = np.sum(image_vectors[name] * image_vectors["torch"], axis=1)
+            row.update(
+                images_per_s=round(len(pictures) / image_s[name], 2),
+                image_speedup=round(image_s["torch"] / image_s[name], 2),
+                image_cos_min=round(float(cos.min()), 5),
+            )
+    return figures
+
+
+def _timed(runs: dict, items: list, repeats: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Median seconds of each run over ``items`` (after an untimed pass), interleaved; and its vectors."""
+    vectors = {name: run(items) for name, run in runs.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run(items)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(s) for name, s in seconds.items()}, vectors
+
+
+def _clip_store(work: Path, cache: Path) -> Path:
+    """A store of the example pages with CLIP vectors (random weights) for the cold CLIP-on asks."""
+    path = work / "clip" / "store"
+    clip = ClipConfig(pretrained="", random_weights=True, onnx_cache=str(cache))
+    text = TextModelConfig(runtime="onnx", onnx_cache=str(cache))
+    with KnowledgeBase(Config(store=StoreConfig(path=path), text=text, clip=clip)) as kb:
+        kb.index(answers.load_topics(), [REPO / "examples" / "pages"])
+    return path
+
+
+def _cold_starts(stores: dict[str, Path], configs: dict, runs: int, cache: Path) -> dict:
     """Median seconds of a fresh `engine ask` per runtime, and of `import torch`, interleaved."""
     env = {**os.environ, "ENGINE_CLIP_ENABLED": "false"}
     commands = {"import torch": ([sys.executable, "-c", "import torch"], env)}
@@ -206,6 +290,13 @@ def _cold_starts(stores: dict[str, Path], configs: dict, runs: int) -> dict:
         run_env = {**env, "ENGINE_TEXT_RUNTIME": runtime, "ENGINE_TEXT_ONNX_CACHE": config.onnx_cache}
         command = [sys.executable, "-m", "cli", "--store", str(store), "ask", COLD_QUESTION]
         commands[f"ask {runtime}"] = (command, run_env)
+    if "clip" in stores:
+        for clip_runtime in ("torch", "onnx"):
+            run_env = {**os.environ, "ENGINE_TEXT_RUNTIME": "onnx", "ENGINE_TEXT_ONNX_CACHE": str(cache),
+                       "ENGINE_CLIP_PRETRAINED": "", "ENGINE_CLIP_RANDOM_WEIGHTS": "true",
+                       "ENGINE_CLIP_RUNTIME": clip_runtime, "ENGINE_CLIP_ONNX_CACHE": str(cache)}
+            command = [sys.executable, "-m", "cli", "--store", str(stores["clip"]), "ask", COLD_QUESTION]
+            commands[f"ask onnx, CLIP on {clip_runtime}"] = (command, run_env)
     seconds: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, (command, run_env) in commands.items():
@@ -240,6 +331,19 @@ def _table(figures: dict) -> str:
                 f"| {name} | {_share(r['right_first'], r['answerable'])} | {_share(r['answerable_refused'], r['answerable'])}"
                 f" | {_share(r['off_topic_refused'], r['off_topic'])} | {r['ask_p50_ms']} ms"
                 f" | {r.get('dense_mrr', '')} | {r.get('dense_recall_at_1', '')} |"
+            )
+    if "clip" in figures:
+        c = figures["clip"]
+        lines += ["", f"CLIP ViT-B-32 (random weights), {c['sentences']} sentences, {c['images']} images.", "",
+                  "| runtime | sentences/s | × torch 77 tokens | text cosine to torch min / mean | images/s "
+                  "| × torch | image cosine min | first-use export |",
+                  "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+        for name, f in c["runtimes"].items():
+            export = f"{f['export_s']} s" if "export_s" in f else ""
+            lines.append(
+                f"| {name} | {f['sentences_per_s']} | {f['text_speedup']}× | {f['text_cos_min']} / {f['text_cos_mean']}"
+                f" | {f.get('images_per_s', '')} | {str(f['image_speedup']) + '×' if 'image_speedup' in f else ''}"
+                f" | {f.get('image_cos_min', '')} | {export} |"
             )
     lines += ["", "| cold start | median | ÷ import torch |", "| --- | ---: | ---: |"]
     for name, c in figures["cold"].items():

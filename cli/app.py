@@ -1,7 +1,8 @@
 """The `engine` command line: parse, call one KnowledgeBase method, render. Nothing else.
 
-Model libraries (torch, open_clip, sentence-transformers) load inside the commands
-that need them, so `engine --help` and `engine status` start fast.
+Model libraries (torch, open_clip, sentence-transformers) and the store's (numpy, FAISS,
+SQLAlchemy) load inside the commands that need them, so `engine --help` and `engine status`
+start fast: tests/test_cold_start.py checks what each one loads, benchmarks/startup.py times them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 
+from cli import coercion
 from cli.eval_cmd import eval_app
 from engine.ask.request import STYLES
-from engine.config import Config
 from engine.errors import ConfigError, EngineError
 
+coercion.install()  # typer's pydantic checks load only for values that need them
 app = typer.Typer(
     help="A persistent, multimodal knowledge base: index pages and images, then ask.",
     no_args_is_help=True,
@@ -54,6 +56,7 @@ def main_options(
 @contextmanager
 def knowledge_base(ctx: typer.Context) -> Iterator:
     """Open the knowledge base; map library errors to `Name: message` and exit codes."""
+    from engine.config import Config
     from engine.kb import KnowledgeBase
 
     kb = None

@@ -38,7 +38,7 @@ class StoreConfig:
 
 
 TEXT_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
-CLIP_RUNTIMES = ("torch", "onnx", "onnx-int8")
+CLIP_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def _check_device(section: str, device: str) -> None:
@@ -90,8 +90,9 @@ class ClipConfig:
     batch_size: int = 16
     enabled: bool = True
     # torch (open_clip) | onnx (ONNX Runtime: the same vectors, no torch at run time) |
-    # onnx-int8 (int8 weights, its own model identity in the store). Exported on first use.
-    runtime: str = "torch"
+    # onnx-int8 (int8 weights, its own model identity in the store) | auto (onnx, or torch for a
+    # model the exporter cannot take). ONNX files are exported from the weights on first use.
+    runtime: str = "auto"
     # Intra-op threads of ONNX Runtime or torch; 0 lets the runtime choose.
     threads: int = 0
     # auto | cpu | cuda | cuda:N. On CUDA, torch runs in fp16.

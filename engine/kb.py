@@ -1,6 +1,7 @@
 """KnowledgeBase: the composition root. Config → store → encoders → indexes, closed in one place.
 
-Every CLI command is one method here; the CLI parses, calls, and renders.
+Every CLI command is one method here; the CLI parses, calls, and renders. numpy, SQLAlchemy,
+FAISS and the encoders load on first use, so `engine status` needs none of them.
 """
 
 from __future__ import annotations
@@ -8,20 +9,22 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from engine.ask.request import AskRequest
 from engine.config import Config
-from engine.encoders.clip import ClipEncoder
-from engine.encoders.memo import Memo
-from engine.encoders.text import TextEncoder
 from engine.errors import ConfigError, ModelUnavailableError
-from engine.results import AskResult
-from engine.store.health import CheckReport, StatusReport, check_store, store_status
-from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE
-from engine.store.store import Store
+from engine.results import AskResult, StatusReport
+from engine.store.health import CheckReport, check_store, status_at, store_status
+from engine.store.spaces import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from engine.encoders.clip import ClipEncoder
+    from engine.encoders.memo import Memo
+    from engine.encoders.text import TextEncoder
+    from engine.store.store import Store
 
 
 class KnowledgeBase:
@@ -67,6 +70,8 @@ class KnowledgeBase:
 
     @cached_property
     def store(self) -> Store:
+        from engine.store.store import Store
+
         return Store(self.config.store.path)
 
     @cached_property
@@ -91,11 +96,10 @@ class KnowledgeBase:
         if not self.config.clip.enabled or self._clip_failed:
             return None
         if self._clip is None:
-            from engine.encoders.factory import build_clip_encoder
+            from engine.encoders.factory import load_clip_encoder
 
-            encoder = build_clip_encoder(self.config.clip)
             try:
-                encoder.load()
+                encoder = load_clip_encoder(self.config.clip)
             except ModelUnavailableError as exc:
                 self._clip_failed = str(exc)
                 self.notices.append(
@@ -132,6 +136,8 @@ class KnowledgeBase:
         Returns:
             indexer.pipeline.IndexReport: counts of pages, chunks and images, and failures.
         """
+        import numpy as np
+
         from indexer.embed import BatchEmbedder
         from indexer.pipeline import LocalInputs, run_index
         from indexer.write import ensure_topics
@@ -225,6 +231,8 @@ class KnowledgeBase:
     @cached_property
     def _ask_text(self) -> Memo:
         """The text encoder as asks use it: a sentence met in an earlier ask is not encoded again."""
+        from engine.encoders.memo import Memo
+
         return Memo(self.text_encoder)
 
     def forget_encoded_texts(self) -> None:
@@ -237,6 +245,8 @@ class KnowledgeBase:
         if encoder is None:
             return None
         if self._clip_memo is None or self._clip_memo._encoder is not encoder:
+            from engine.encoders.memo import Memo
+
             self._clip_memo = Memo(encoder, "encode_texts")
         return self._clip_memo
 
@@ -285,7 +295,11 @@ class KnowledgeBase:
 
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""
-        return store_status(self.store, self.config.index.topic_min_similarity)
+        similarity = self.config.index.topic_min_similarity
+        if "store" in self.__dict__:  # open already (a server's): read through it
+            return store_status(self.store, similarity)
+        # Not opened for this: sqlite3 alone when the store is at the newest schema.
+        return status_at(self.config.store.path, similarity)
 
     def check(self) -> CheckReport:
         """Compare SQLite with the FAISS files and the image files; change nothing."""

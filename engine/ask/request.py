@@ -8,10 +8,12 @@ left ``None`` take the ``[ask]`` settings. :func:`resolve` turns request + confi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from engine.config import AskConfig
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import AskConfig  # the CLI's --help reads STYLES without loading the config
 
 # Summary styles, and how many sentences each makes of the configured max_sentences.
 # bullets and paragraph differ only in rendering; detailed also reads twice the passages.

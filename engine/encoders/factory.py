@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from engine.config import ClipConfig, TextModelConfig
@@ -50,14 +51,28 @@ def build_text_encoder(text: TextModelConfig, stored_model: str | None = None): 
 
 
 def build_clip_encoder(clip: ClipConfig):  # noqa: ANN201 - ClipEncoder | OnnxClipEncoder, one contract
-    """The CLIP encoder on ``clip.runtime``; weights are found (or exported) on first use."""
+    """The CLIP encoder on ``clip.runtime`` (auto: onnx); weights are found (or exported) on first use."""
     if clip.runtime == "torch":
         from engine.encoders.clip import ClipEncoder
 
         return ClipEncoder(clip)
     from engine.encoders.onnx_clip import OnnxClipEncoder
 
-    return OnnxClipEncoder(clip)
+    return OnnxClipEncoder(replace(clip, runtime="onnx") if clip.runtime == "auto" else clip)
+
+
+def load_clip_encoder(clip: ClipConfig):  # noqa: ANN201 - ClipEncoder | OnnxClipEncoder
+    """The CLIP encoder, loaded (raises ModelUnavailableError). With ``auto``, a model the ONNX
+    exporter cannot take runs on torch: the same vectors, so the store cannot tell."""
+    encoder = build_clip_encoder(clip)
+    try:
+        encoder.load()
+    except ModelUnavailableError:
+        if clip.runtime != "auto":
+            raise
+        encoder = build_clip_encoder(replace(clip, runtime="torch"))
+        encoder.load()  # its error (e.g. no weights on this machine) is the one to report
+    return encoder
 
 
 def _runs_on_onnx(model: str) -> bool:

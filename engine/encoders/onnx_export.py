@@ -154,7 +154,7 @@ def _fuse(raw: Path, out: Path, config) -> None:  # noqa: ANN001 - transformers 
     optimized.save_model_to_file(str(out))
 
 
-def _quantize(fp32: Path, out: Path) -> None:
+def _quantize(fp32: Path, out: Path, setting: str = "text.runtime") -> None:
     """Int8 weights, one scale per output channel; activations quantized on the fly.
 
     Per-tensor scales run faster but cost too much accuracy (mean cosine to fp32 about 0.95
@@ -164,7 +164,7 @@ def _quantize(fp32: Path, out: Path) -> None:
         from onnx import TensorProto
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
-        raise ModelUnavailableError(f"text.runtime onnx-int8 needs onnx to quantize ({exc}): pip install onnx") from exc
+        raise ModelUnavailableError(f"{setting} = onnx-int8 needs onnx to quantize ({exc}): pip install onnx") from exc
 
     with _quiet():
         quantize_dynamic(

@@ -1,113 +1,118 @@
-"""Status (what is stored) and check (is it consistent) — read-only views of a store."""
+"""Status (what is stored) and check (is it consistent) — read-only views of a store.
+
+Status is plain SQL on a sqlite3 connection, and this module imports SQLAlchemy, numpy and
+FAISS only inside check_store: `engine status` on a store at the newest schema
+(``status_at``) loads none of them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
-from sqlalchemy import func, select, text
+from typing import TYPE_CHECKING
 
 from engine.results import StatusReport, TopicStatus
-from engine.store.schema import (
-    CLIP_IMAGE_SPACE,
-    CLIP_TEXT_SPACE,
-    SPACE_TABLE,
-    TEXT_SPACE,
-    chunks,
-    crawl_topics,
-    crawl_url_topics,
-    crawl_urls,
-    document_images,
-    documents,
-    embeddings,
-    images,
-    runs,
-    sources,
-    topic_documents,
-    topics,
-)
-from engine.store.store import Store
-from engine.store.vectors import VectorIndex
+from engine.store import database
+from engine.store.spaces import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, SPACE_TABLE, TEXT_SPACE
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
+
+
+def status_at(root: Path, topic_min_similarity: float) -> StatusReport:
+    """The status of the store at ``root``: read with sqlite3 alone when its schema is the
+    newest, else opened as a Store first (which creates, migrates or refuses it, as ever)."""
+    root = Path(root)
+    conn = database.connect_at_head(root / "engine.db")
+    if conn is None:
+        from engine.store.store import Store
+
+        with Store(root) as store:
+            return store_status(store, topic_min_similarity)
+    with closing(conn):
+        return _status(conn, root, root / "engine.db", topic_min_similarity)
 
 
 def store_status(store: Store, topic_min_similarity: float) -> StatusReport:
     with store.reading() as conn:
-        count = lambda table: conn.execute(select(func.count()).select_from(table)).scalar_one()  # noqa: E731
-        vectors = {space: n for space, n in conn.execute(select(embeddings.c.space, func.count()).group_by(embeddings.c.space))}
-        linked = topic_documents.c.score >= topic_min_similarity
-        per_topic = []
-        for topic_id, name in conn.execute(select(topics.c.id, topics.c.name).order_by(topics.c.name)):
-            docs = select(topic_documents.c.document_id).where(topic_documents.c.topic_id == topic_id, linked)
-            per_topic.append(
-                TopicStatus(
-                    name=name,
-                    documents=conn.execute(select(func.count()).select_from(docs.subquery())).scalar_one(),
-                    images=conn.execute(
-                        select(func.count(func.distinct(document_images.c.image_id))).where(
-                            document_images.c.document_id.in_(docs)
-                        )
-                    ).scalar_one(),
-                    chunks=conn.execute(
-                        select(func.count()).select_from(chunks).where(chunks.c.document_id.in_(docs))
-                    ).scalar_one(),
-                    last_update=conn.execute(
-                        select(func.max(sources.c.updated_at)).where(sources.c.document_id.in_(docs))
-                    ).scalar(),
-                )
+        return _status(conn.connection.driver_connection, store.root, store.db_path, topic_min_similarity)
+
+
+def _status(conn: sqlite3.Connection, root: Path, db_path: Path, topic_min_similarity: float) -> StatusReport:
+    def one(sql: str, *params: object) -> object:
+        return conn.execute(sql, params).fetchone()[0]
+
+    count = lambda table: one(f"SELECT count(*) FROM {table}")  # noqa: E731
+    vectors = dict(conn.execute("SELECT space, count(*) FROM embeddings GROUP BY space").fetchall())
+    # The topic's documents: those whose link score reaches topic_min_similarity.
+    docs = "SELECT document_id FROM topic_documents WHERE topic_id = ? AND score >= ?"
+    per_topic = []
+    for topic_id, name in conn.execute("SELECT id, name FROM topics ORDER BY name").fetchall():
+        of_topic = (topic_id, topic_min_similarity)
+        per_topic.append(
+            TopicStatus(
+                name=name,
+                documents=one(f"SELECT count(*) FROM ({docs})", *of_topic),
+                images=one(f"SELECT count(DISTINCT image_id) FROM document_images WHERE document_id IN ({docs})", *of_topic),
+                chunks=one(f"SELECT count(*) FROM chunks WHERE document_id IN ({docs})", *of_topic),
+                last_update=one(f"SELECT max(updated_at) FROM sources WHERE document_id IN ({docs})", *of_topic),
             )
-            _add_crawl_status(conn, topic_id, per_topic[-1])
-        last = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
-        with_clip = select(embeddings.c.item_id).where(embeddings.c.space == CLIP_IMAGE_SPACE)
-        report = StatusReport(
-            store=str(store.root),
-            documents=count(documents),
-            sources=count(sources),
-            chunks=count(chunks),
-            images=count(images),
-            vectors={space: vectors.get(space, 0) for space in SPACE_TABLE},
-            images_without_clip=conn.execute(
-                select(func.count()).select_from(images).where(images.c.id.not_in(with_clip))
-            ).scalar_one(),
-            bytes={
-                "database": _size(store.db_path) + _size(store.db_path.with_name("engine.db-wal")),
-                "images": _tree_size(store.root / "images"),
-                "indexes": _tree_size(store.root / "index"),
-            },
-            models={
-                k.removeprefix("model."): v
-                for k, v in conn.execute(text("SELECT key, value FROM meta WHERE key LIKE 'model.%'"))
-            },
-            topics=per_topic,
-            last_run=None,
         )
-        if last is not None:
-            report.last_run = {
-                "started_at": last["started_at"],
-                "finished_at": last["finished_at"],
-                # A run still "running" with nobody holding the write lock was killed.
-                "status": last["status"],
-                "summary": json.loads(last["summary"]) if last["summary"] else None,
-            }
+        _add_crawl_status(conn, topic_id, per_topic[-1])
+    last = conn.execute("SELECT started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    report = StatusReport(
+        store=str(root),
+        documents=count("documents"),
+        sources=count("sources"),
+        chunks=count("chunks"),
+        images=count("images"),
+        vectors={space: vectors.get(space, 0) for space in SPACE_TABLE},
+        images_without_clip=one(
+            "SELECT count(*) FROM images WHERE id NOT IN (SELECT item_id FROM embeddings WHERE space = ?)", CLIP_IMAGE_SPACE
+        ),
+        bytes={
+            "database": _size(db_path) + _size(db_path.with_name("engine.db-wal")),
+            "images": _tree_size(root / "images"),
+            "indexes": _tree_size(root / "index"),
+        },
+        models={
+            k.removeprefix("model."): v
+            for k, v in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'model.%'").fetchall()
+        },
+        topics=per_topic,
+        last_run=None,
+    )
+    if last is not None:
+        started_at, finished_at, status, summary = last
+        report.last_run = {
+            "started_at": started_at,
+            "finished_at": finished_at,
+            # A run still "running" with nobody holding the write lock was killed.
+            "status": status,
+            "summary": json.loads(summary) if summary else None,
+        }
     return report
 
 
-def _add_crawl_status(conn, topic_id: int, status: TopicStatus) -> None:  # noqa: ANN001 - Connection
-    row = conn.execute(select(crawl_topics).where(crawl_topics.c.topic_id == topic_id)).mappings().first()
+def _add_crawl_status(conn: sqlite3.Connection, topic_id: int, status: TopicStatus) -> None:
+    row = conn.execute(
+        "SELECT last_crawl_at, next_crawl_at, discovery_errors FROM crawl_topics WHERE topic_id = ?", (topic_id,)
+    ).fetchone()
     if row is not None:
-        status.last_crawl = row["last_crawl_at"]
-        status.next_crawl = row["next_crawl_at"]
-        for provider, reason in json.loads(row["discovery_errors"] or "{}").items():
+        status.last_crawl, status.next_crawl, discovery_errors = row
+        for provider, reason in json.loads(discovery_errors or "{}").items():
             key = f"discovery {provider}: {_reason_head(reason)}"
             status.errors[key] = status.errors.get(key, 0) + 1
-    of_topic = select(crawl_url_topics.c.url_id).where(crawl_url_topics.c.topic_id == topic_id)
     rows = conn.execute(
-        select(crawl_urls.c.status, crawl_urls.c.last_error, func.count())
-        .where(crawl_urls.c.id.in_(of_topic), crawl_urls.c.kind == "page")
-        .group_by(crawl_urls.c.status, crawl_urls.c.last_error)
-    )
+        "SELECT status, last_error, count(*) FROM crawl_urls "
+        "WHERE id IN (SELECT url_id FROM crawl_url_topics WHERE topic_id = ?) AND kind = 'page' "
+        "GROUP BY status, last_error",
+        (topic_id,),
+    ).fetchall()
     for url_status, error, n in rows:
         status.urls[url_status] = status.urls.get(url_status, 0) + n
         if error:
@@ -154,6 +159,12 @@ class CheckReport:
 
 def check_store(store: Store) -> CheckReport:
     """Compare SQLite with the FAISS files and the image folder, changing nothing."""
+    import numpy as np
+    from sqlalchemy import func, select, text
+
+    from engine.store.schema import chunks, embeddings, images
+    from engine.store.vectors import VectorIndex
+
     with store.reading() as conn:
         integrity = conn.execute(text("PRAGMA integrity_check")).scalar()
         fk_violations = len(conn.execute(text("PRAGMA foreign_key_check")).fetchall())

@@ -22,15 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# Oldest first. The store refuses to open a revision not listed here (a newer engine wrote it).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
-HEAD_REVISION = KNOWN_REVISIONS[-1]
-
-# Vector spaces: one FAISS index each; FAISS ids are the row ids of the named table.
-TEXT_SPACE = "text"  # chunks, in the text model's space
-CLIP_IMAGE_SPACE = "clip_image"  # images, in CLIP's space
-CLIP_TEXT_SPACE = "clip_text"  # chunks, in CLIP's space (mean of their sentences)
-SPACE_TABLE = {TEXT_SPACE: "chunks", CLIP_IMAGE_SPACE: "images", CLIP_TEXT_SPACE: "chunks"}
+# Re-exported from the modules that define them without SQLAlchemy: the schema revisions
+# (oldest first; a store at one not listed was written by a newer engine) and the vector spaces.
+from engine.store.database import HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401
+from engine.store.spaces import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, SPACE_TABLE, TEXT_SPACE  # noqa: F401
 
 # Made by raw SQL in migrations (SQLAlchemy has no FTS5 type): the FTS5 index of
 # chunks.text and its shadow tables. Schema comparisons leave these names alone.

@@ -149,8 +149,9 @@ class Store:
                     # Whole commands, not a flag in a template, so tests/test_error_messages.py checks them.
                     redo = "`engine reindex --text`" if space == TEXT_SPACE else "`engine reindex --images`"
                     # The same model on another runtime ("name+onnx-int8"): the setting to change is the runtime.
-                    same_model = space == TEXT_SPACE and stored.split("+")[0] == name.split("+")[0]
-                    again = "set text.runtime back to the one that made them" if same_model else f"configure {stored!r} again"
+                    same_model = stored.split("+")[0] == name.split("+")[0]
+                    setting = "text.runtime" if space == TEXT_SPACE else "clip.runtime"
+                    again = f"set {setting} back to the one that made them" if same_model else f"configure {stored!r} again"
                     raise ModelMismatchError(
                         f"the store's {space!r} vectors were made with {stored!r}, but the "
                         f"configured model is {name!r}; run {redo} "
