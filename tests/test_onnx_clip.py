@@ -384,3 +384,43 @@ def test_a_cached_export_runs_without_torch(onnx_clip):
     assert np.abs(np.array(found["text"]) - onnx_clip.encode_texts(["a photo of a cat"])).max() < 1e-6
     red = onnx_clip.encode_images([Image.new("RGB", (300, 200), "red")])
     assert np.abs(np.array(found["image"]) - red).max() < 1e-6
+
+
+# -- the store's guard and the runtime setting ---------------------------------------------------
+
+
+def test_a_store_of_fp32_clip_vectors_refuses_int8_and_names_clip_runtime(tmp_path):
+    from engine.errors import ModelMismatchError
+    from engine.store.schema import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE
+    from engine.store.store import Store
+
+    spaces = (CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE)
+    store = Store(tmp_path / "store")
+    try:
+        store.bind_model(spaces, "ViT-B-32/random-seed0", 512)
+        with store.transaction() as conn:
+            store.put_vectors(conn, CLIP_IMAGE_SPACE, [1], np.ones((1, 512), np.float32))
+        store.bind_model(spaces, "ViT-B-32/random-seed0", 512)  # torch or fp32 ONNX: one space
+        with pytest.raises(ModelMismatchError, match=r"onnx-int8.*engine reindex --images.*set clip\.runtime back"):
+            store.bind_model(spaces, "ViT-B-32/random-seed0+onnx-int8", 512)
+    finally:
+        store.close()
+
+
+def test_auto_runs_clip_on_onnx_and_falls_back_to_torch_when_the_export_is_refused(monkeypatch):
+    from engine.encoders import factory
+    from engine.encoders.clip import ClipEncoder
+
+    assert ClipConfig().runtime == "auto"
+    auto = factory.build_clip_encoder(replace(RANDOM_CLIP, runtime="auto"))
+    assert isinstance(auto, OnnxClipEncoder) and auto.config.runtime == "onnx"
+    assert isinstance(factory.build_clip_encoder(replace(RANDOM_CLIP, runtime="torch")), ClipEncoder)
+
+    def refuse(self):  # noqa: ANN001, ANN202
+        raise ModelUnavailableError("this model cannot be exported; set clip.runtime = torch")
+
+    monkeypatch.setattr(OnnxClipEncoder, "load", refuse)
+    monkeypatch.setattr(ClipEncoder, "load", lambda self: None)
+    assert isinstance(factory.load_clip_encoder(replace(RANDOM_CLIP, runtime="auto")), ClipEncoder)
+    with pytest.raises(ModelUnavailableError, match="clip.runtime = torch"):
+        factory.load_clip_encoder(replace(RANDOM_CLIP, runtime="onnx"))  # asked for by name: no fallback
