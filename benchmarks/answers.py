@@ -453,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", metavar="FILE", help="another question file in the same format, instead of --set")
     parser.add_argument("--variant", default="both", choices=[*VARIANTS, "both"], help="store variant (default: both)")
     parser.add_argument("--min-score", help="passed to kb.ask: auto, off or a number (default: the configured one)")
-    parser.add_argument("--text-runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
-                        help="the text model's runtime (text.runtime; default: torch, the reference)")
+    parser.add_argument("--text-runtime", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"],
+                        help="the text model's runtime (text.runtime; default auto, the engine's: onnx for these new stores)")
     parser.add_argument("--failures", action="store_true", help="list each wrong answer with its relevance scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every figure instead")
     args = parser.parse_args(argv)
