@@ -8,6 +8,7 @@ start fast: tests/test_cold_start.py checks what each one loads, benchmarks/star
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -53,6 +54,14 @@ def main_options(
     ctx.obj = {"store": store, "config": config}
 
 
+def _database_error(exc: BaseException) -> str | None:
+    """SQLite's reason when ``exc`` is (or wraps, as SQLAlchemy does) an error reading the database."""
+    for error in (exc, getattr(exc, "orig", None)):
+        if isinstance(error, sqlite3.DatabaseError) and "locked" not in str(error):
+            return str(error)
+    return None
+
+
 @contextmanager
 def knowledge_base(ctx: typer.Context) -> Iterator:
     """Open the knowledge base; map library errors to `Name: message` and exit codes."""
@@ -68,6 +77,16 @@ def knowledge_base(ctx: typer.Context) -> Iterator:
     except EngineError as exc:
         err.print(f"[bold red]{type(exc).__name__}[/]: {exc}", highlight=False, markup=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except Exception as exc:
+        reason = _database_error(exc)
+        if reason is None or kb is None:
+            raise
+        err.print(
+            f"[bold red]StoreError[/]: the store's database {kb.config.store.path / 'engine.db'} could not be read "
+            f"({reason}); if it is damaged, restore it from a backup (the FAISS files are rebuilt from it)",
+            highlight=False, markup=True,
+        )
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -163,3 +163,22 @@ def test_a_bad_value_is_still_refused_in_typers_words():
     assert result.exit_code == 2 and "'nope' is not one of" in result.output
     result = CliRunner().invoke(app, ["ask", "coffee", "--k", "0"])
     assert result.exit_code == 2 and "--k" in result.output
+
+
+@pytest.mark.parametrize("damage", ["pages overwritten", "not a database"])
+def test_a_damaged_database_is_reported_plainly_not_as_a_traceback(tmp_path, damage):
+    store = tmp_path / "kb"
+    runner = CliRunner()
+    assert runner.invoke(app, ["--store", str(store), "status"]).exit_code == 0
+    db = store / "engine.db"
+    if damage == "pages overwritten":  # everything after the schema page: the tables' b-trees
+        with open(db, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\xff" * (db.stat().st_size - 4096))
+    else:
+        db.write_bytes(b"this is not an SQLite file at all" * 200)
+    result = runner.invoke(app, ["--store", str(store), "status"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # the CLI's exit, not the error itself
+    assert "Traceback" not in result.output
+    assert f"StoreError: the store's database {db} could not be read (" in " ".join(result.output.split())
