@@ -354,15 +354,22 @@ def test_watch_recrawls_on_schedule_until_stopped(tmp_path, text_encoder, site):
                                                         every=1.0, stop_requested=stop))
         )
         run.start()
+        def revalidations() -> list[int]:  # 304s served per article: one per re-crawl round reaching it
+            return [len([r for r in site.requests(path) if r.status == 304]) for path in ARTICLES]
+
         deadline = time.monotonic() + 60
-        while len([r for r in site.requests("/coffee.html") if r.status == 304]) < 2 and time.monotonic() < deadline:
+        while min(revalidations()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         stop.set()
         run.join(timeout=30)
         assert not run.is_alive(), "--watch did not stop when asked"
         report = result["report"]
         assert report.interrupted
-        assert report.pages["added"] == 4 and report.pages["not_modified"] >= 8, report.to_dict()
+        # Every page was re-crawled twice; the first re-crawl round is recorded whole, the second may
+        # have been stopped part-way (its responses served, their pages not yet written).
+        assert min(revalidations()) >= 2
+        assert report.pages["added"] == 4, report.to_dict()
+        assert len(ARTICLES) <= report.pages["not_modified"] <= sum(revalidations()), report.to_dict()
         with kb.store.reading() as conn:
             last, following = conn.execute(select(crawl_topics.c.last_crawl_at, crawl_topics.c.next_crawl_at)).one()
         assert following == pytest.approx(last + 1.0)
