@@ -152,11 +152,7 @@ class ClipEncoder:
 
     def encode_passages(self, passages: list[list[str]]) -> np.ndarray:
         """One embedding per passage: the normalised mean of its sentences' embeddings."""
-        flat = [s for sentences in passages for s in sentences]
-        owner = np.asarray([n for n, sentences in enumerate(passages) for _ in sentences])
-        if not flat:
-            return np.zeros((len(passages), self.dim), np.float32)
-        return _mean_by_owner(self.encode_texts(flat), owner, len(passages))
+        return passage_vectors(self.encode_texts, passages, self.dim)
 
     def _windows(self, text: str) -> list[str]:
         """``text`` as word windows that each fit CLIP's context."""
@@ -175,6 +171,15 @@ class ClipEncoder:
             used += count
         windows.append(" ".join(current))
         return windows
+
+
+def passage_vectors(encode_texts, passages: list[list[str]], dim: int) -> np.ndarray:  # noqa: ANN001 - a CLIP encoder's encode_texts
+    """One vector per passage, the normalised mean of its sentences' vectors (both CLIP runtimes)."""
+    flat = [s for sentences in passages for s in sentences]
+    owner = np.asarray([n for n, sentences in enumerate(passages) for _ in sentences])
+    if not flat:
+        return np.zeros((len(passages), dim), np.float32)
+    return _mean_by_owner(encode_texts(flat), owner, len(passages))
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import ClipConfig
-from engine.encoders.clip import CLIP_CONTEXT_TOKENS, _mean_by_owner, _normalise
+from engine.encoders.clip import CLIP_CONTEXT_TOKENS, _mean_by_owner, _normalise, passage_vectors
 from engine.encoders.onnx_text import INT8_SUFFIX, execution_providers
 from engine.errors import ModelUnavailableError
 
@@ -80,11 +80,7 @@ class OnnxClipEncoder:
 
     def encode_passages(self, passages: list[list[str]]) -> np.ndarray:
         """One embedding per passage: the normalised mean of its sentences' embeddings."""
-        flat = [s for sentences in passages for s in sentences]
-        owner = np.asarray([n for n, sentences in enumerate(passages) for _ in sentences])
-        if not flat:
-            return np.zeros((len(passages), self.dim), np.float32)
-        return _mean_by_owner(self.encode_texts(flat), owner, len(passages))
+        return passage_vectors(self.encode_texts, passages, self.dim)
 
     def _windows(self, texts: list[str]) -> list[list[str]]:
         """Each text as word windows that fit CLIP's context (ClipEncoder._windows, counted in batches)."""
