@@ -119,6 +119,28 @@ class IndexConfig:
     max_page_bytes: int = 10_000_000
     # Documents gathered before one embedding batch; larger batches use the encoders better.
     docs_per_batch: int = 16
+    # Vector indexes (engine/ann): the most memory one vector space's index may take ("512MB",
+    # "2GB"). The kind follows the space's size within it: exact below exact_below vectors,
+    # HNSW while the float32 vectors and graph fit, then IVF with SQ8 or PQ codes.
+    memory_budget: str = "1GB"
+    # recall@10 against exact search that the search parameters are tuned for at build time.
+    target_recall: float = 0.95
+    exact_below: int = 10_000
+
+    def __post_init__(self) -> None:
+        from engine.ann.choice import parse_size
+
+        parse_size(self.memory_budget)  # a bad size fails here, naming the setting
+        if not 0.0 < self.target_recall <= 1.0:
+            raise ConfigError(f"index.target_recall must be above 0 and at most 1, not {self.target_recall}")
+        if self.exact_below < 0:
+            raise ConfigError(f"index.exact_below must be 0 or more, not {self.exact_below}")
+
+    @property
+    def budget_bytes(self) -> int:
+        from engine.ann.choice import parse_size
+
+        return parse_size(self.memory_budget)
 
 
 @dataclass(frozen=True)

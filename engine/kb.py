@@ -72,7 +72,7 @@ class KnowledgeBase:
     def store(self) -> Store:
         from engine.store.store import Store
 
-        return Store(self.config.store.path)
+        return Store(self.config.store.path, self.config.index)
 
     @cached_property
     def text_encoder(self) -> TextEncoder:
@@ -336,8 +336,8 @@ class KnowledgeBase:
             for space in (TEXT_SPACE, CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE):
                 dim = store.get_meta(f"dim.{space}")
                 if dim is not None:
-                    store.rebuild_index(space, int(dim)).save()
-                    done[f"{space}_indexed"] = len(store.loaded_indexes()[space])
+                    report = _index_progress(on_progress, f"{space} index")
+                    done[f"{space}_indexed"] = len(store.rebuild_index(space, int(dim), report))
             return done
         finally:
             store.release_write_lock()
@@ -347,3 +347,12 @@ class KnowledgeBase:
         from engine.store.database import current_revision
 
         return current_revision(self.store.engine) or "none"
+
+
+def _index_progress(on_progress: Callable | None, what: str) -> Callable[[int, int], None] | None:
+    """The store's (added, total) index-build callback as Progress reports."""
+    if on_progress is None:
+        return None
+    from engine.results import Progress
+
+    return lambda done, total: on_progress(Progress(done, total, what))

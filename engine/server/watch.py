@@ -57,7 +57,7 @@ class WatchScheduler:
         self._thread.join()
 
     def _run(self) -> None:
-        with Store(self.jobs.config.store.path) as store:
+        with Store(self.jobs.config.store.path, self.jobs.config.index) as store:
             while not self._closed.is_set():
                 try:
                     self.tick(store, time.time())
