@@ -195,6 +195,8 @@ def print_status(console: Console, report) -> None:  # noqa: ANN001 - StatusRepo
     console.print("size: " + ", ".join(f"{k} {byte_size(v)}" for k, v in report.bytes.items()))
     if report.models:
         console.print("models: " + ", ".join(f"{k} = {escape(v)}" for k, v in report.models.items()), highlight=False)
+    for space, index in (getattr(report, "indexes", None) or {}).items():
+        console.print(f"index {space}: {index_line(index)}", highlight=False)
     if report.topics:
         table = Table("topic", "documents", "chunks", "images", "last update", "last crawl", "next crawl")
         for t in report.topics:
@@ -226,6 +228,25 @@ def print_check(console: Console, report) -> None:  # noqa: ANN001 - CheckReport
     for problem in report.problems:
         console.print(f"[red]problem[/]: {escape(problem)}")
     console.print("[green]consistent[/]" if report.ok else "[red]inconsistent[/]")
+
+
+def index_line(index: dict) -> str:
+    """One space's index for `engine status`: kind, size, measured recall, memory."""
+    if not index.get("kind"):
+        return index.get("note", "none")
+    recall = index.get("recall_at_10")
+    if index["kind"] == "flat":
+        measured = "exact"
+    elif recall is None:
+        measured = "recall not measured"
+    else:
+        measured = f"recall@10 {recall:.3f}" + (f" (target {index['target_recall']})" if index.get("target_recall") else "")
+    params = ", ".join(f"{k} {v}" for k, v in index.get("params", {}).items())
+    return (
+        f"{index['kind']} ({index['factory']}), {index['vectors']} vectors, {measured}"
+        + (f", {params}" if params else "")
+        + f", ~{byte_size(index['memory_bytes'])} in memory"
+    )
 
 
 def byte_size(n: float) -> str:

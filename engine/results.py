@@ -159,6 +159,9 @@ class StatusReport:
     models: dict[str, str]
     topics: list[TopicStatus]
     last_run: dict | None
+    # Per vector space, its FAISS index as the manifest describes it: kind, vectors,
+    # recall@10 measured at build, search parameters, estimated memory (engine/ann).
+    indexes: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

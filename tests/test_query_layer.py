@@ -286,6 +286,30 @@ def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp
         assert distinctive_words(conn, ["common"]) == ["common"]
 
 
+def test_bm25_work_is_bounded_in_a_very_large_store(tmp_path, monkeypatch):
+    """Past MAX_WORD_PASSAGES matches a word is left to the dense ranking, even if no word remains."""
+    from engine.ask import retrieval
+    from engine.ask.retrieval import PRUNE_FROM_PASSAGES, bm25_ranking, distinctive_words
+    from engine.store.store import Store
+
+    monkeypatch.setattr(retrieval, "MAX_WORD_PASSAGES", 100)  # as if the store held 10,000× more
+    with Store(tmp_path) as store, store.transaction() as conn:
+        conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
+        rows = [
+            {"id": n + 1, "text": "common words here" + (" usual" if n % 3 else "") + (" rare" if n == 5 else "")}
+            for n in range(PRUNE_FROM_PASSAGES)
+        ]
+        conn.execute(
+            text("INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
+                 "VALUES (:id, 1, :id, :text, 0, 1, 1)"),
+            rows,
+        )
+        assert distinctive_words(conn, ["common", "rare"]) == ["rare"]
+        assert distinctive_words(conn, ["common", "usual"]) == []
+        assert bm25_ranking(conn, "common usual", 10, None) == []
+        assert [r[0] for r in bm25_ranking(conn, "common rare words", 10, None)] == [6]
+
+
 # -- abstractive summaries through ask() ------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ over every stored vector except the query itself: its own nearest neighbour woul
 index look better than it is. recall@10 is the share of the exact 10 nearest that the
 index's 10 contain, a result counting as found when its exact score reaches the exact 10th
 score (so equal vectors, ties, are never misses). Candidates are tried from the cheapest
-setting up, and the first that reaches the target is kept with the recall it measured; if
-none does, the best one is kept and its recall says so.
+setting up, and the first whose recall reaches the target with 95% confidence (its mean
+less 1.645 standard errors over the sample's queries) is kept with the recall it measured:
+at 1M passages the bare mean picked a setting at 0.951 on its sample that found 0.944 on
+held-out queries. If none does, the best one is kept and its recall says so.
 """
 
 from __future__ import annotations
@@ -48,10 +50,16 @@ class GroundTruth:
 
 def measured_recall(index, truth: GroundTruth, params: dict | None = None) -> float:  # noqa: ANN001 - VectorIndex
     """recall@k of ``index`` searched with ``params`` against ``truth`` (queries' own ids left out)."""
+    per_query = recall_per_query(index, truth, params)
+    return float(per_query.mean()) if len(per_query) else 1.0
+
+
+def recall_per_query(index, truth: GroundTruth, params: dict | None = None) -> np.ndarray:  # noqa: ANN001 - VectorIndex
+    """Each query's share of its exact top k that the index found (queries with no neighbour left out)."""
     k = truth.k
     valid = np.isfinite(truth.scores).sum(axis=1)  # fewer than k when the space is tiny
     if not len(truth.queries) or not valid.max(initial=0):
-        return 1.0
+        return np.zeros(0)
     scores, ids = index.search(truth.queries, k + 1, params=params)
     exact_desc = -np.sort(-truth.scores, axis=1)
     hits = []
@@ -60,14 +68,15 @@ def measured_recall(index, truth: GroundTruth, params: dict | None = None) -> fl
             others = [s for s, i in zip(scores[q], ids[q]) if i >= 0 and i != truth.query_ids[q]][:k]
             bar = exact_desc[q, wanted - 1] - TIE_TOLERANCE
             hits.append(min(sum(1 for s in others if s >= bar), wanted) / wanted)
-    return float(np.mean(hits)) if hits else 1.0
+    return np.asarray(hits, np.float64)
 
 
 def candidates(kind: str, nlist: int) -> list[dict]:
     """Search settings to try, cheapest first."""
     if kind == HNSW:
         return [{"efSearch": ef} for ef in EF_SEARCH]
-    probes = [2**p for p in range(0, 17) if 2**p <= nlist]
+    # Powers of two and the halfway steps between them: a jump from 256 to 512 lists doubles the time.
+    probes = sorted({n for p in range(17) for n in (2**p, 3 * 2**p // 2) if 1 <= n <= nlist})
     if kind == IVF_SQ8:
         return [{"nprobe": p, "refine": SQ8_REFINE} for p in probes]
     if kind == IVF_PQ:
@@ -76,12 +85,21 @@ def candidates(kind: str, nlist: int) -> list[dict]:
 
 
 def tune(index, truth: GroundTruth, target: float) -> tuple[dict, float]:  # noqa: ANN001 - VectorIndex
-    """The cheapest setting reaching ``target`` recall@k, and the recall it measured."""
+    """The cheapest setting reaching ``target`` recall@k (with 95% confidence), and the recall it measured."""
     best: tuple[dict, float] = ({}, -1.0)
     for params in candidates(index.info.kind, index.info.nlist):
-        recall = measured_recall(index, truth, params)
+        per_query = recall_per_query(index, truth, params)
+        if not len(per_query):
+            return params, 1.0
+        recall = float(per_query.mean())
         if recall > best[1]:
             best = (params, recall)
-        if recall >= target:
+        if lower_bound(per_query) >= target:
             return params, recall
     return best
+
+
+def lower_bound(per_query: np.ndarray) -> float:
+    """The one-sided 95% lower confidence bound of the mean recall."""
+    spread = per_query.std(ddof=1) / np.sqrt(len(per_query)) if len(per_query) > 1 else 0.0
+    return float(per_query.mean() - 1.645 * spread)

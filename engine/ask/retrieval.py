@@ -28,6 +28,11 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # store; such words are left out of the query. Small stores keep every word.
 COMMON_WORD_SHARE = 0.1
 PRUNE_FROM_PASSAGES = 2000
+# FTS5 scores every passage an OR-query matches (no top-k pruning): at a million passages a
+# word in 160,000 of them cost 450 ms. A word found in more passages than this is left to the
+# dense ranking, which bounds BM25's work whatever the store's size; BM25 is here for the
+# rare words (names, codes, numbers), and at 10⁶ passages this one's IDF is already low.
+MAX_WORD_PASSAGES = 10_000
 # The reranker reads this many times k of the fused passages.
 RERANK_DEPTH = 3
 
@@ -113,18 +118,24 @@ def fts_query(query: str | list[str]) -> str | None:
 
 
 def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
-    """``words`` without the ones too common in this store to matter (all of them if all are)."""
+    """``words`` without the ones too common in this store to matter.
+
+    In a store of moderate size, if every word is common the rarest stays. Past
+    ``MAX_WORD_PASSAGES`` matches a word is left out whatever the others are, so a question
+    of common words only gets no BM25 ranking (the dense one answers it).
+    """
     passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0
-    if passages < PRUNE_FROM_PASSAGES or len(words) < 2:
+    if passages < PRUNE_FROM_PASSAGES:
         return words
-    cap = int(COMMON_WORD_SHARE * passages)
+    cap = min(int(COMMON_WORD_SHARE * passages), MAX_WORD_PASSAGES)
     # Counting stops at the cap, so a very common word costs no more than a rare one.
     count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
-    kept = [w for w in words if conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() < cap]
-    if kept:
+    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() for w in words}
+    kept = [w for w in words if counts[w] < cap]
+    if kept or cap == MAX_WORD_PASSAGES:
         return kept
-    # Every word is common: keep the rarest, counted further.
-    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": passages}).scalar() for w in words}
+    # Every word is common in a store where that is still cheap to score: keep the rarest, counted further.
+    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": MAX_WORD_PASSAGES}).scalar() for w in words}
     return [min(words, key=counts.__getitem__)]
 
 
@@ -168,6 +179,8 @@ def bm25_ranking(conn: Connection, query: str, k: int, allowed: np.ndarray | Non
     if not words:
         return []
     match = fts_query(distinctive_words(conn, words))
+    if match is None:
+        return []  # only words too common to rank by
     rows = conn.execute(
         text("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH :q ORDER BY rank LIMIT :k"),
         # A filter can reject most BM25 hits: read deeper, then keep the allowed ones.

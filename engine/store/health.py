@@ -85,6 +85,7 @@ def _status(conn: sqlite3.Connection, root: Path, db_path: Path, topic_min_simil
         },
         topics=per_topic,
         last_run=None,
+        indexes=_index_summaries(root / "index", vectors),
     )
     if last is not None:
         started_at, finished_at, status, summary = last
@@ -96,6 +97,38 @@ def _status(conn: sqlite3.Connection, root: Path, db_path: Path, topic_min_simil
             "summary": json.loads(summary) if summary else None,
         }
     return report
+
+
+def _index_summaries(folder: Path, vectors: dict[str, int]) -> dict[str, dict]:
+    """Each space's index as its manifest describes it (json alone: no FAISS to read it)."""
+    from engine.ann.choice import memory_of
+
+    out = {}
+    for space in SPACE_TABLE:
+        try:
+            manifest = json.loads((folder / f"{space}.faiss.json").read_text())
+        except (OSError, ValueError):
+            if vectors.get(space):
+                out[space] = {"kind": None, "note": "no index file yet (built on next use)"}
+            continue
+        info = manifest.get("info") or {"kind": "flat"}
+        count = int(manifest.get("count") or 0)
+        kind = info.get("kind", "flat")
+        out[space] = {
+            "kind": kind,
+            "factory": info.get("factory", "Flat"),
+            "vectors": count,
+            # Exact search finds what exact search finds: its recall is 1 by definition.
+            "recall_at_10": 1.0 if kind == "flat" else info.get("recall_at_10"),
+            "target_recall": info.get("target_recall"),
+            "params": info.get("params") or {},
+            "memory_bytes": memory_of(kind, count + len(manifest.get("dead") or []), int(manifest.get("dim") or 0),
+                                      info.get("nlist", 0), info.get("pq_bytes", 0)),
+            "file_bytes": _size(folder / (manifest.get("file") or f"{space}.faiss")),
+            "built_vectors": info.get("built_vectors"),
+            "built_at": info.get("built_at"),
+        }
+    return out
 
 
 def _add_crawl_status(conn: sqlite3.Connection, topic_id: int, status: TopicStatus) -> None:
@@ -187,7 +220,7 @@ def check_store(store: Store) -> CheckReport:
             if dim is not None:
                 index, problem = VectorIndex.load(store.index_path(space), int(dim))
                 cached = index.ids()
-                if problem is None and not store.index_path(space).exists() and len(db_ids):
+                if problem is None and not store.index_file(space).exists() and len(db_ids):
                     problem = "no index file yet (built on next use)"
             spaces.append(
                 SpaceCheck(

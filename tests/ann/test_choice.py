@@ -29,7 +29,7 @@ def test_a_million_vectors_in_a_gigabyte_get_ivf_with_sq8():
     choice = choose(1_000_000, 384, GB, exact_below=10_000)
     assert choice.kind == IVF_SQ8
     assert choice.factory == f"IVF{choice.nlist},SQ8"
-    assert choice.nlist == 2048  # ≈ 2·√n, a power of two
+    assert choice.nlist == 4096  # ≈ 4·√n, a power of two
     assert choice.memory_bytes <= GB
     assert choice.lossy  # its candidates are re-scored from the exact vectors
 
