@@ -140,33 +140,42 @@ def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
 
 
 def allowed_chunk_ids(conn: Connection, filters: Filters, topic_min_similarity: float) -> np.ndarray | None:
-    """Ids of the chunks the filters allow, or None when nothing is filtered."""
+    """Ids of the chunks the filters allow (sorted), or None when nothing is filtered."""
     if not filters.any():
         return None
-    query = select(chunks.c.id).join(documents, documents.c.id == chunks.c.document_id)
+    compiled = allowed_query(filters, topic_min_similarity).compile(conn.engine)
+    # sqlite3 directly: building a Row per id made a topic of 250,000 passages cost 0.6 s.
+    rows = conn.connection.driver_connection.execute(compiled.string, [compiled.params[k] for k in compiled.positiontup])
+    return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+
+
+def allowed_query(filters: Filters, topic_min_similarity: float):  # noqa: ANN201 - a SQLAlchemy Select
+    """The query of the chunk ids ``filters`` allow: the allowed documents first, then their
+    chunks through the (document_id, position) index, so the cost follows the documents, not the store."""
+    allowed_documents = select(documents.c.id)
     if filters.topic:
-        query = query.where(
-            chunks.c.document_id.in_(
+        allowed_documents = allowed_documents.where(
+            documents.c.id.in_(
                 select(topic_documents.c.document_id)
                 .join(topics, topics.c.id == topic_documents.c.topic_id)
                 .where(topics.c.name == filters.topic, topic_documents.c.score >= topic_min_similarity)
             )
         )
     if filters.source:
-        query = query.where(
-            chunks.c.document_id.in_(
+        allowed_documents = allowed_documents.where(
+            documents.c.id.in_(
                 select(sources.c.document_id).where(sources.c.url.contains(filters.source, autoescape=True))
             )
         )
     if filters.since:
-        query = query.where(documents.c.published >= filters.since)
+        allowed_documents = allowed_documents.where(documents.c.published >= filters.since)
     if filters.until:
         # "2024-05-01" must include "2024-05-01T10:00": compare against the day's end.
-        query = query.where(documents.c.published <= filters.until + "\uffff")
+        allowed_documents = allowed_documents.where(documents.c.published <= filters.until + "\uffff")
     if filters.language:
         lang = filters.language.lower()
-        query = query.where((documents.c.language == lang) | documents.c.language.like(f"{lang}-%"))
-    return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+        allowed_documents = allowed_documents.where((documents.c.language == lang) | documents.c.language.like(f"{lang}-%"))
+    return select(chunks.c.id).where(chunks.c.document_id.in_(allowed_documents))
 
 
 def dense_ranking(index: VectorIndex, query_vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
@@ -187,8 +196,8 @@ def bm25_ranking(conn: Connection, query: str, k: int, allowed: np.ndarray | Non
         {"q": match, "k": k if allowed is None else k * 20},
     ).all()
     if allowed is not None:
-        keep = set(allowed.tolist())
-        rows = [r for r in rows if r[0] in keep]
+        keep = np.isin(np.fromiter((r[0] for r in rows), np.int64, len(rows)), allowed, assume_unique=True)
+        rows = [r for r, kept in zip(rows, keep) if kept]
     return [(int(rowid), -float(score)) for rowid, score in rows[:k]]
 
 

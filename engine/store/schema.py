@@ -225,3 +225,14 @@ crawl_topics = Table(
     Column("next_crawl_at", Float),  # set by --watch: when the next round is due
     Column("discovery_errors", Text),  # JSON {provider: reason} of the round's discovery
 )
+
+# -- which vectors each version changed (migration 0004) --------------------------------------
+
+vector_changes = Table(
+    "vector_changes",
+    metadata,
+    Column("space", String, nullable=False),
+    Column("version", Integer, nullable=False),  # the space's vectors_version the change made
+    Column("item_id", Integer, nullable=False),
+    Index("ix_vector_changes_space_version", "space", "version"),
+)

@@ -27,8 +27,13 @@ from engine.config import IndexConfig
 from engine.errors import ModelMismatchError, StoreError
 from engine.store import database
 from engine.store.atomic import write_atomic
-from engine.store.schema import SPACE_TABLE, TEXT_SPACE, embeddings, images, meta
+from engine.store.schema import SPACE_TABLE, TEXT_SPACE, embeddings, images, meta, vector_changes
 from engine.store.vectors import VectorIndex, read_manifest
+
+
+# The change log keeps the last CHANGES_KEPT versions of each space, pruned every CHANGES_PRUNE_EVERY.
+CHANGES_KEPT = 2_000
+CHANGES_PRUNE_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -203,24 +208,53 @@ class Store:
             set_={"vector": stmt.excluded.vector},
         )
         conn.execute(stmt, rows)
-        self.bump_version(conn, space)
+        self.bump_version(conn, space, ids)
         self._pending(space).append(("add", np.asarray(ids, np.int64), np.asarray(vectors, np.float32)))
 
     def delete_vectors(self, conn: Connection, space: str, ids: list[int]) -> None:
         if not ids:
             return
         conn.execute(delete(embeddings).where(embeddings.c.space == space, embeddings.c.item_id.in_(ids)))
-        self.bump_version(conn, space)
+        self.bump_version(conn, space, ids)
         self._pending(space).append(("remove", np.asarray(ids, np.int64), None))
 
-    def bump_version(self, conn: Connection, space: str) -> None:
-        conn.execute(
-            text(
-                "INSERT INTO meta(key, value) VALUES (:k, '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-            ),
-            {"k": f"vectors_version.{space}"},
+    def bump_version(self, conn: Connection, space: str, changed_ids: list[int] | None = None) -> int:
+        """Count a change to ``space``'s vectors; log which ids it touched (None: too many to name).
+
+        Returns:
+            The space's new vector version.
+        """
+        version = int(
+            conn.execute(
+                text(
+                    "INSERT INTO meta(key, value) VALUES (:k, '1') ON CONFLICT(key) "
+                    "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING value"
+                ),
+                {"k": f"vectors_version.{space}"},
+            ).scalar_one()
         )
+        if changed_ids is None:
+            # A bulk change (a re-embedding reset) names no ids: readers before it compare every id.
+            self.set_meta(conn, f"changes_floor.{space}", str(version))
+            return version
+        conn.execute(insert(vector_changes), [{"space": space, "version": version, "item_id": int(i)} for i in changed_ids])
+        if version % CHANGES_PRUNE_EVERY == 0:
+            floor = version - CHANGES_KEPT
+            conn.execute(delete(vector_changes).where(vector_changes.c.space == space, vector_changes.c.version <= floor))
+            if floor > int(self.get_meta(f"changes_floor.{space}", conn) or 0):
+                self.set_meta(conn, f"changes_floor.{space}", str(floor))
+        return version
+
+    def changes_between(self, space: str, after: int, upto: int) -> np.ndarray | None:
+        """Ids whose vectors changed in versions ``after`` < v <= ``upto``; None when the log does not reach back that far."""
+        if after < 0 or after < int(self.get_meta(f"changes_floor.{space}") or 0):
+            return None
+        with self.reading() as conn:
+            rows = conn.connection.driver_connection.execute(
+                "SELECT DISTINCT item_id FROM vector_changes WHERE space = ? AND version > ? AND version <= ?",
+                (space, after, upto),
+            )
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def _pending(self, space: str) -> list:
         return self._pending_changes.setdefault(space, [])
@@ -333,13 +367,16 @@ class Store:
             version = self.vector_version(space)
             if index.version == version:
                 return ReconcileReport(space, 0, 0)
+            changed = self.changes_between(space, index.version, version)
+            if changed is not None:
+                return self._catch_up(space, index, changed, version)
             with self.reading() as conn:
                 db_ids = self.ids_with_vectors(space, conn)
             if self.vector_version(space) == version:
                 break  # nobody wrote in between, so db_ids belong to `version`
         cached = index.ids()
-        orphans = np.setdiff1d(cached, db_ids)
-        missing = np.setdiff1d(db_ids, cached)
+        orphans = np.setdiff1d(cached, db_ids, assume_unique=True)
+        missing = np.setdiff1d(db_ids, cached, assume_unique=True)
         index.remove(orphans)
         for start in range(0, len(missing), 4096):
             batch = missing[start : start + 4096]
@@ -347,6 +384,16 @@ class Store:
         index.version = version
         index.dirty = index.dirty or len(orphans) > 0 or len(missing) > 0
         return ReconcileReport(space, len(missing), len(orphans))
+
+    def _catch_up(self, space: str, index: VectorIndex, changed: np.ndarray, version: int) -> ReconcileReport:
+        """Apply the logged changes: re-read the changed ids, drop those without a vector now."""
+        vectors = self.read_vectors(space, changed, index.dim)
+        present = np.any(vectors != 0, axis=1)
+        index.remove(changed)
+        index.add(changed[present], vectors[present])
+        index.version = version
+        index.dirty = index.dirty or len(changed) > 0
+        return ReconcileReport(space, int(present.sum()), int((~present).sum()))
 
     # -- building and upgrading indexes ----------------------------------------------
 
