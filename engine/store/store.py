@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ from engine.store.atomic import write_atomic
 from engine.store.schema import SPACE_TABLE, TEXT_SPACE, embeddings, images, meta, vector_changes
 from engine.store.vectors import VectorIndex, read_manifest
 
+
+log = logging.getLogger(__name__)
 
 # The change log keeps the last CHANGES_KEPT versions of each space, pruned every CHANGES_PRUNE_EVERY.
 CHANGES_KEPT = 2_000
@@ -68,6 +71,7 @@ class Store:
         self._index_lock = threading.RLock()
         self._upgrades: dict[str, threading.Thread] = {}
         self.upgrade_failures: dict[str, str] = {}  # space -> why its last background build failed
+        self._manifests_seen: dict[str, tuple] = {}  # space -> ((inode, mtime, size), file named)
         self._lock_fd: int | None = None
         # Vector changes made inside the open transaction, applied to the loaded
         # indexes only once it commits (apply_committed), so FAISS never runs ahead.
@@ -355,8 +359,20 @@ class Store:
 
     def _replaced_on_disk(self, space: str, index: VectorIndex) -> bool:
         """Whether a writer (another process, or a finished upgrade) made another file the space's index."""
-        named = read_manifest(self.index_path(space)).get("file")
-        return named is not None and named != index.file
+        return self._manifest_file(space) not in (None, index.file)
+
+    def _manifest_file(self, space: str) -> str | None:
+        """The file the space's manifest names; re-read only when the manifest changed (asked on every question)."""
+        path = self.index_path(space).with_name(self.index_path(space).name + ".json")
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        seen = self._manifests_seen.get(space)
+        if seen is None or seen[0] != (stat.st_ino, stat.st_mtime_ns, stat.st_size):
+            seen = ((stat.st_ino, stat.st_mtime_ns, stat.st_size), read_manifest(self.index_path(space)).get("file"))
+            self._manifests_seen[space] = seen
+        return seen[1]
 
     def _exact_reader(self, space: str, dim: int):  # noqa: ANN202 - Callable[[np.ndarray], np.ndarray]
         return lambda ids: self.read_vectors(space, ids, dim)
@@ -463,6 +479,7 @@ class Store:
             self._install(space, self._build_index(space, dim))
         except Exception as exc:  # noqa: BLE001 - the old index keeps serving; the failure is reported
             self.upgrade_failures[space] = f"{type(exc).__name__}: {exc}"
+            log.warning("the %s index could not be rebuilt (the current one keeps serving): %s", space, exc)
         finally:
             self._upgrades.pop(space, None)
 
@@ -487,7 +504,7 @@ class Store:
     def save_indexes(self) -> None:
         with self._index_lock:
             for space, index in self._indexes.items():
-                named = read_manifest(self.index_path(space)).get("file")
+                named = self._manifest_file(space)
                 # A reader's repaired copy of an index another process has since replaced is stale.
                 if index.dirty and (named is None or named == index.file):
                     index.save()
