@@ -451,11 +451,13 @@ class Store:
         self.reconcile(space, index)  # the bulk of the catching up, without blocking the writer
         with self._index_lock:
             self.reconcile(space, index)  # the last commits; apply_committed waits meanwhile
+            replaced = {self._manifest_file(space) or self.index_path(space).name}
+            if space in self._indexes:
+                replaced.add(self._indexes[space].file)
             index.save()
-            previous = self._indexes.get(space)
             self._indexes[space] = index
-        if previous is not None and previous.file != index.file:
-            self.index_path(space).with_name(previous.file).unlink(missing_ok=True)
+        for file in replaced - {index.file}:
+            self.index_path(space).with_name(file).unlink(missing_ok=True)
 
     def _upgrade_if_outgrown(self, space: str, index: VectorIndex) -> None:
         """Start a background build when ``index`` no longer suits the space (writers only)."""

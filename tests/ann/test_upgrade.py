@@ -157,6 +157,9 @@ def test_status_and_eval_index_report_the_index_in_use_and_its_real_recall(tmp_p
     assert status["recall_at_10"] == index.info.recall_at_10 >= 0.95
     assert status["params"] == index.info.params and status["memory_bytes"] > 12_000 * DIM * 4
 
+    # Built again: the new file replaces the old one on disk too.
+    index = store.rebuild_index(TEXT_SPACE, DIM)
+    assert [p.name for p in (tmp_path / "index").glob("*.faiss")] == [index.file]
     header = {"task": "index", "dataset": {}, "settings": {}, "models": {}}
     tuned = evaluate_index(store, TEXT_SPACE, header, sample=200)
     assert tuned.recall["10-recall@10"] >= 0.9
