@@ -142,7 +142,11 @@ class VectorIndex:
         if info.kind == FLAT and not isinstance(faiss.downcast_index(index), faiss.IndexIDMap2):
             return cls(path, dim), "the manifest does not describe the file (written by another engine?)"
         version = manifest.get("version", -1)
-        return cls(path, dim, int(version) if isinstance(version, int) else -1, index, info, file, manifest.get("dead")), None
+        try:
+            loaded = cls(path, dim, int(version) if isinstance(version, int) else -1, index, info, file, manifest.get("dead"))
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            return cls(path, dim), f"the manifest does not describe the file ({exc})"
+        return loaded, None
 
     def train(self, sample: np.ndarray) -> None:
         if not self._index.is_trained:
