@@ -135,6 +135,13 @@ def index(
             print_index_report(out, report)
         if report.interrupted:
             raise KeyboardInterrupt
+        building = kb.store.upgrades_running()
+        if building:
+            # Closing waits for it: say why the command has not returned yet.
+            err.print(
+                f"the {', '.join(building)} index outgrew its kind: building a new one before exiting "
+                "(Ctrl-C stops it; the current index stays in use and the next run builds it again)"
+            )
 
 
 # The choices come from the one definition of the styles (engine/ask/request.py).

@@ -485,6 +485,10 @@ class Store:
         finally:
             self._upgrades.pop(space, None)
 
+    def upgrades_running(self) -> list[str]:
+        """The spaces whose index is being rebuilt in the background now."""
+        return [space for space, thread in self._upgrades.items() if thread.is_alive()]
+
     def wait_for_upgrades(self, space: str | None = None) -> None:
         """Block until the background index builds (of ``space``, or all) have finished."""
         for name, thread in list(self._upgrades.items()):
