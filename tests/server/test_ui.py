@@ -193,6 +193,9 @@ def test_the_status_page_shows_what_v1_status_returns(site):
     assert rows == {t["name"]: [str(t["documents"]), str(t["chunks"]), str(t["images"])] for t in status["topics"]}
     said = " ".join(tree.text_content().split())
     assert f"{status['documents']} documents from {status['sources']} sources" in said
+    indexes = {row[0]: row[1:] for row in (texts(tr, "td") for tr in tree.cssselect("table.indexes tbody tr"))}
+    assert indexes["text"][:2] == ["flat (Flat)", str(status["indexes"]["text"]["vectors"])]
+    assert indexes["text"][2] == "exact"  # a small store's index is exact
 
 
 def test_the_index_page_offers_a_crawl_and_an_upload_with_its_size_limit(site):
