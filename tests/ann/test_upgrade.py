@@ -107,6 +107,7 @@ store.wait_for_upgrades()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["building", "file-written"])
 def test_a_kill_during_the_upgrade_leaves_a_usable_index(tmp_path, space, point):
     ids, vectors, queries = space
