@@ -230,3 +230,18 @@ def test_upgrading_a_0001_store_indexes_its_chunks_for_full_text_search_and_keep
         found = conn.execute(text("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'roasted'")).scalars().all()
         assert found == [7]  # porter stemming: "roasted" finds "Roasting"
         assert conn.execute(text("SELECT text FROM chunks WHERE id = 7")).scalar().startswith("Roasting")
+
+
+def test_a_store_from_before_the_change_log_starts_its_log_at_its_current_version(tmp_path):
+    """Migration 0004: readers of an older store compare every id once; after that they follow the log."""
+    from engine.store import database
+
+    engine = database.connect(tmp_path / "engine.db")
+    database.upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO meta(key, value) VALUES ('vectors_version.text', '7')"))
+    engine.dispose()
+    with Store(tmp_path) as store:
+        assert store.get_meta("changes_floor.text") == "7"
+        assert store.changes_between(TEXT_SPACE, 6, 7) is None  # before the log began
+        assert store.changes_between(TEXT_SPACE, 7, 7).tolist() == []

@@ -29,8 +29,9 @@ def upgrade() -> None:
         sa.Column("item_id", sa.Integer(), nullable=False),
     )
     op.create_index("ix_vector_changes_space_version", "vector_changes", ["space", "version"])
+    # Plain SQL that PostgreSQL runs too (issue 13); no changes_floor key exists before this revision.
     op.execute(
-        "INSERT OR REPLACE INTO meta(key, value) "
+        "INSERT INTO meta(key, value) "
         "SELECT 'changes_floor.' || substr(key, length('vectors_version.') + 1), value "
         "FROM meta WHERE key LIKE 'vectors_version.%'"
     )
