@@ -266,21 +266,28 @@ def test_images_only_answers_with_cited_captioned_images(clip_store, text_encode
         assert result.summary[n].citations == [image.source]
 
 
+def _passages_of_common_words(conn) -> None:  # noqa: ANN001
+    """PRUNE_FROM_PASSAGES passages: "common" in all, "usual" in two of three, "rare" in one (id 6)."""
+    from engine.ask.retrieval import PRUNE_FROM_PASSAGES
+
+    conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
+    rows = [
+        {"id": n + 1, "text": "common words here" + (" usual" if n % 3 else "") + (" rare" if n == 5 else "")}
+        for n in range(PRUNE_FROM_PASSAGES)
+    ]
+    conn.execute(
+        text("INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
+             "VALUES (:id, 1, :id, :text, 0, 1, 1)"),
+        rows,
+    )
+
+
 def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp_path):
-    from engine.ask.retrieval import PRUNE_FROM_PASSAGES, distinctive_words
+    from engine.ask.retrieval import distinctive_words
     from engine.store.store import Store
 
     with Store(tmp_path) as store, store.transaction() as conn:
-        conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
-        rows = [
-            {"id": n + 1, "text": "common words here" + (" usual" if n % 3 else "") + (" rare" if n == 5 else "")}
-            for n in range(PRUNE_FROM_PASSAGES)
-        ]
-        conn.execute(
-            text("INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
-                 "VALUES (:id, 1, :id, :text, 0, 1, 1)"),
-            rows,
-        )
+        _passages_of_common_words(conn)
         assert distinctive_words(conn, ["common", "rare"]) == ["rare"]
         assert distinctive_words(conn, ["common", "usual"]) == ["usual"]  # all common: the rarest stays
         assert distinctive_words(conn, ["common"]) == ["common"]
@@ -289,21 +296,12 @@ def test_words_common_to_most_passages_are_left_out_of_bm25_in_a_large_store(tmp
 def test_bm25_work_is_bounded_in_a_very_large_store(tmp_path, monkeypatch):
     """Past MAX_WORD_PASSAGES matches a word is left to the dense ranking, even if no word remains."""
     from engine.ask import retrieval
-    from engine.ask.retrieval import PRUNE_FROM_PASSAGES, bm25_ranking, distinctive_words
+    from engine.ask.retrieval import bm25_ranking, distinctive_words
     from engine.store.store import Store
 
     monkeypatch.setattr(retrieval, "MAX_WORD_PASSAGES", 100)  # as if the store held 10,000× more
     with Store(tmp_path) as store, store.transaction() as conn:
-        conn.execute(text("INSERT INTO documents (id, content_hash, text, created_at) VALUES (1, 'h', 'x', 0)"))
-        rows = [
-            {"id": n + 1, "text": "common words here" + (" usual" if n % 3 else "") + (" rare" if n == 5 else "")}
-            for n in range(PRUNE_FROM_PASSAGES)
-        ]
-        conn.execute(
-            text("INSERT INTO chunks (id, document_id, position, text, start_char, end_char, n_tokens) "
-                 "VALUES (:id, 1, :id, :text, 0, 1, 1)"),
-            rows,
-        )
+        _passages_of_common_words(conn)
         assert distinctive_words(conn, ["common", "rare"]) == ["rare"]
         assert distinctive_words(conn, ["common", "usual"]) == []
         assert bm25_ranking(conn, "common usual", 10, None) == []
