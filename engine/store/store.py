@@ -504,9 +504,6 @@ class Store:
         path = self.index_path(space)
         return path.with_name(read_manifest(path).get("file") or path.name)
 
-    def loaded_indexes(self) -> dict[str, VectorIndex]:
-        return dict(self._indexes)
-
     def save_indexes(self) -> None:
         with self._index_lock:
             for space, index in self._indexes.items():

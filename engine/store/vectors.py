@@ -200,13 +200,6 @@ class VectorIndex:
             self._index.remove_ids(ids)
         self.dirty = True
 
-    def memory_bytes(self) -> int:
-        """About what the index holds in memory (estimated from its kind and size)."""
-        from engine.ann.choice import memory_of
-
-        info = self.info
-        return memory_of(info.kind, self._index.ntotal, self.dim, info.nlist, info.pq_bytes)
-
     # -- search --------------------------------------------------------------------
 
     def search(
