@@ -75,7 +75,13 @@ def _revision(dbapi_conn) -> str | None:  # noqa: ANN001 - a sqlite3 connection
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        if conn.exec_driver_sql(_VERSION_TABLE).first() is None:
+        if conn.dialect.name == "sqlite":
+            has_table = conn.exec_driver_sql(_VERSION_TABLE).first() is not None
+        else:
+            from sqlalchemy import inspect
+
+            has_table = inspect(conn).has_table("alembic_version")
+        if not has_table:
             return None
         return conn.exec_driver_sql(_VERSION).scalar()
 
@@ -145,6 +151,7 @@ def upgrade(engine: Engine, target: str = "head") -> None:
         # pysqlite opens no transaction before DDL, so each CREATE would commit alone and
         # a kill mid-migration would leave tables without a version row (unopenable store).
         # One explicit transaction makes the migration all or nothing.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # PostgreSQL's DDL is transactional already
         config.attributes["connection"] = conn
         command.upgrade(config, target)

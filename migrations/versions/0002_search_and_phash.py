@@ -33,8 +33,16 @@ FTS_SETUP = [
 ]
 
 
+# PostgreSQL (issue 13): its own full-text search, a generated tsvector with a GIN index.
+PG_FTS_SETUP = [
+    "ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+    "CREATE INDEX ix_chunks_tsv ON chunks USING GIN (tsv)",
+]
+
+
 def upgrade() -> None:
-    for statement in FTS_SETUP:
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for statement in PG_FTS_SETUP if postgres else FTS_SETUP:
         op.execute(statement)
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("phash", sa.String()))
@@ -45,6 +53,10 @@ def downgrade() -> None:
     op.drop_index("ix_images_phash", table_name="images")
     with op.batch_alter_table("images") as batch:
         batch.drop_column("phash")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_chunks_tsv")
+        op.execute("ALTER TABLE chunks DROP COLUMN IF EXISTS tsv")
+        return
     for name in ("chunks_fts_insert", "chunks_fts_delete", "chunks_fts_update"):
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.execute("DROP TABLE IF EXISTS chunks_fts")
