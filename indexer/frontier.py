@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects.sqlite import insert
+from engine.store.dialect import insert
 
 from engine.store.schema import crawl_topics, crawl_url_topics, crawl_urls
 
@@ -114,7 +114,7 @@ def start_round(conn: Connection, topic_id: int, started_at: float, found: list[
     """Record that ``topic_id``'s round began at ``started_at`` with these discoveries."""
     for new in found:
         conn.execute(
-            insert(crawl_urls)
+            insert(conn, crawl_urls)
             .values(
                 canonical_url=new.canonical_url, url=new.url, kind=new.kind, page_url=new.page_url,
                 status="queued", attempts=0, discovered_at=started_at,
@@ -123,13 +123,13 @@ def start_round(conn: Connection, topic_id: int, started_at: float, found: list[
         )
         url_id = conn.execute(select(crawl_urls.c.id).where(crawl_urls.c.canonical_url == new.canonical_url)).scalar_one()
         conn.execute(
-            insert(crawl_url_topics)
+            insert(conn, crawl_url_topics)
             .values(url_id=url_id, topic_id=topic_id, provider=new.provider, rank=new.rank, discovered_at=started_at)
             .on_conflict_do_nothing()
         )
     values = {"round_started_at": started_at, "discovery_errors": json.dumps(discovery_errors) if discovery_errors else None}
     conn.execute(
-        insert(crawl_topics)
+        insert(conn, crawl_topics)
         .values(topic_id=topic_id, **values)
         .on_conflict_do_update(index_elements=[crawl_topics.c.topic_id], set_=values)
     )

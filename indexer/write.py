@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects.sqlite import insert
+from engine.store.dialect import insert
 
 from engine.store.schema import (
     CLIP_IMAGE_SPACE,
@@ -68,7 +68,7 @@ def ensure_topics(store: Store, names: list[str]) -> dict[str, int]:
     now = time.time()
     with store.transaction() as conn:
         for name in names:
-            conn.execute(insert(topics).values(name=name, created_at=now).on_conflict_do_nothing())
+            conn.execute(insert(conn, topics).values(name=name, created_at=now).on_conflict_do_nothing())
         rows = conn.execute(select(topics.c.name, topics.c.id).where(topics.c.name.in_(names)))
         return {name: topic_id for name, topic_id in rows}
 
@@ -100,7 +100,7 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         return WriteOutcome("duplicate")
 
     doc_id = conn.execute(
-        insert(documents).values(
+        insert(conn, documents).values(
             content_hash=item.content_hash,
             title=item.extracted.title,
             author=item.extracted.author,
@@ -116,7 +116,7 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
 
     chunk_ids = [
         conn.execute(
-            insert(chunks).values(
+            insert(conn, chunks).values(
                 document_id=doc_id,
                 position=n,
                 text=c.text,
@@ -145,7 +145,7 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         if vector is not None and (is_new or not _has_vector(conn, CLIP_IMAGE_SPACE, image_id)):
             store.put_vectors(conn, CLIP_IMAGE_SPACE, [image_id], vector[None, :])
         conn.execute(
-            insert(document_images)
+            insert(conn, document_images)
             .values(
                 document_id=doc_id,
                 image_id=image_id,
@@ -174,7 +174,7 @@ def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float
         "last_modified": item.page.headers.get("last-modified"),
         "updated_at": now,
     }
-    stmt = insert(sources).values(canonical_url=item.canonical_url, **values)
+    stmt = insert(conn, sources).values(canonical_url=item.canonical_url, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[sources.c.canonical_url], set_=values))
 
 
@@ -191,7 +191,7 @@ def _image_row(store: Store, conn: Connection, data: ImageData, now: float, capt
     # which `engine check` reports, never a row pointing at nothing.
     store.write_image_file(relpath, data.data)
     image_id = conn.execute(
-        insert(images).values(
+        insert(conn, images).values(
             content_hash=data.content_hash,
             width=data.width,
             height=data.height,
@@ -215,7 +215,7 @@ def _has_vector(conn: Connection, space: str, item_id: int) -> bool:
 def put_topic_scores(conn: Connection, doc_id: int, scores: dict[int, float], now: float | None = None) -> None:
     now = time.time() if now is None else now
     for topic_id, score in scores.items():
-        stmt = insert(topic_documents).values(topic_id=topic_id, document_id=doc_id, score=float(score), created_at=now)
+        stmt = insert(conn, topic_documents).values(topic_id=topic_id, document_id=doc_id, score=float(score), created_at=now)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[topic_documents.c.topic_id, topic_documents.c.document_id],

@@ -41,10 +41,13 @@ _VERSION_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'a
 _VERSION = "SELECT version_num FROM alembic_version"
 
 
-def connect(db_path: Path) -> Engine:
-    """An engine on ``db_path`` with WAL, foreign keys and a generous busy timeout."""
+def connect(db_path: Path | str) -> Engine:
+    """An engine on ``db_path`` with WAL, foreign keys and a generous busy timeout; or, given a
+    database URL (``postgresql+psycopg://user@host/db``), an engine on that server."""
     from sqlalchemy import create_engine, event
 
+    if is_url(db_path):
+        return create_engine(str(db_path), pool_pre_ping=True)
     engine = create_engine(f"sqlite:///{db_path}", future=True)
 
     @event.listens_for(engine, "connect")
@@ -52,6 +55,11 @@ def connect(db_path: Path) -> Engine:
         _apply_pragmas(dbapi_conn)
 
     return engine
+
+
+def is_url(target: Path | str) -> bool:
+    """Whether ``target`` names a database server (a URL) rather than a SQLite file."""
+    return isinstance(target, str) and "://" in target
 
 
 def _apply_pragmas(dbapi_conn) -> None:  # noqa: ANN001 - a sqlite3 connection

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, text
-from sqlalchemy.dialects.sqlite import insert
+from engine.store.dialect import insert, raw
 
 from engine.config import IndexConfig
 from engine.errors import ModelMismatchError, StoreError
@@ -33,6 +33,9 @@ from engine.store.vectors import VectorIndex, read_manifest
 
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL advisory lock key of the one writer (any fixed 64-bit number; "engine" in ASCII).
+WRITER_LOCK_KEY = 0x656E67696E65
 
 # The change log keeps the last CHANGES_KEPT versions of each space, pruned every CHANGES_PRUNE_EVERY.
 CHANGES_KEPT = 2_000
@@ -55,15 +58,18 @@ class Store:
     upgrade to finish, then saves changed indexes.
     """
 
-    def __init__(self, root: Path, index_config: IndexConfig | None = None):
+    def __init__(self, root: Path, index_config: IndexConfig | None = None, database_url: str | None = None):
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store folder {self.root}: {exc}") from exc
         self.db_path = self.root / "engine.db"
-        self.engine = database.connect(self.db_path)
-        database.ensure_schema(self.engine, self.db_path)
+        # A PostgreSQL URL puts the rows there; the folder keeps the image files and FAISS caches.
+        self.database_url = database_url
+        self.engine = database.connect(database_url or self.db_path)
+        database.ensure_schema(self.engine, database_url or self.db_path)
+        self._lock_conn = None  # PostgreSQL: the connection holding the writer's advisory lock
         self.index_config = index_config or IndexConfig()
         self._indexes: dict[str, VectorIndex] = {}
         # Guards the loaded indexes against a background upgrade swapping one in while this
@@ -104,15 +110,27 @@ class Store:
             self.engine.dispose()
 
     def acquire_write_lock(self) -> None:
-        """Become the one writer; raise StoreError if another process writes now."""
+        """Become the one writer; raise StoreError if another process writes now.
+
+        On PostgreSQL the rule spans machines: a session-level advisory lock, held on a
+        connection of its own until release; the lock file still guards this machine's folder.
+        """
         if self._lock_fd is not None:
             return
+        if self.database_url and self._lock_conn is None:
+            lock_conn = self.engine.connect()
+            if not lock_conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK_KEY}).scalar():
+                lock_conn.close()
+                raise StoreError("the store's database is being written by another process; wait for it to finish")
+            lock_conn.commit()
+            self._lock_conn = lock_conn
         fd = os.open(self.root / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            self.release_write_lock()  # the database's lock, if taken above
             raise StoreError(
                 f"the store {self.root} is being written by pid {holder}; wait for it to finish"
             ) from None
@@ -137,6 +155,10 @@ class Store:
                         other.unlink(missing_ok=True)
 
     def release_write_lock(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": WRITER_LOCK_KEY})
+            self._lock_conn.close()
+            self._lock_conn = None
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -163,7 +185,7 @@ class Store:
             return c.execute(query).scalar()
 
     def set_meta(self, conn: Connection, key: str, value: str) -> None:
-        stmt = insert(meta).values(key=key, value=value)
+        stmt = insert(conn, meta).values(key=key, value=value)
         conn.execute(stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
 
     def bind_model(self, spaces: tuple[str, ...], name: str, dim: int) -> None:
@@ -206,7 +228,7 @@ class Store:
             {"space": space, "item_id": int(i), "vector": np.asarray(v, np.float32).tobytes()}
             for i, v in zip(ids, vectors)
         ]
-        stmt = insert(embeddings)
+        stmt = insert(conn, embeddings)
         stmt = stmt.on_conflict_do_update(
             index_elements=[embeddings.c.space, embeddings.c.item_id],
             set_={"vector": stmt.excluded.vector},
@@ -232,7 +254,8 @@ class Store:
             conn.execute(
                 text(
                     "INSERT INTO meta(key, value) VALUES (:k, '1') ON CONFLICT(key) "
-                    "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING value"
+                    # meta.value, qualified: PostgreSQL finds a bare `value` ambiguous with EXCLUDED's.
+                    "DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT) RETURNING value"
                 ),
                 {"k": f"vectors_version.{space}"},
             ).scalar_one()
@@ -241,7 +264,7 @@ class Store:
             # A bulk change (a re-embedding reset) names no ids: readers before it compare every id.
             self.set_meta(conn, f"changes_floor.{space}", str(version))
             return version
-        conn.execute(insert(vector_changes), [{"space": space, "version": version, "item_id": int(i)} for i in changed_ids])
+        conn.execute(insert(conn, vector_changes), [{"space": space, "version": version, "item_id": int(i)} for i in changed_ids])
         if version % CHANGES_PRUNE_EVERY == 0:
             floor = version - CHANGES_KEPT
             conn.execute(delete(vector_changes).where(vector_changes.c.space == space, vector_changes.c.version <= floor))
@@ -254,7 +277,8 @@ class Store:
         if after < 0 or after < int(self.get_meta(f"changes_floor.{space}") or 0):
             return None
         with self.reading() as conn:
-            rows = conn.connection.driver_connection.execute(
+            rows = raw(
+                conn,
                 "SELECT DISTINCT item_id FROM vector_changes WHERE space = ? AND version > ? AND version <= ?",
                 (space, after, upto),
             )
@@ -302,10 +326,10 @@ class Store:
         out = np.zeros((len(ids), dim), np.float32)
         position = {int(i): n for n, i in enumerate(ids)}
         with self.reading() as conn:
-            raw = conn.connection.driver_connection  # sqlite3 directly: 3x faster than Core rows here
             for start in range(0, len(ids), 900):
                 batch = [int(i) for i in ids[start : start + 900]]
-                rows = raw.execute(
+                rows = raw(  # the driver directly: 3x faster than Core rows here
+                    conn,
                     f"SELECT item_id, vector FROM embeddings WHERE space = ? AND item_id IN ({','.join('?' * len(batch))})",
                     (space, *batch),
                 )
@@ -314,15 +338,13 @@ class Store:
         return out
 
     def ids_with_vectors(self, space: str, conn: Connection) -> np.ndarray:
-        rows = conn.connection.driver_connection.execute("SELECT item_id FROM embeddings WHERE space = ?", (space,))
+        rows = raw(conn, "SELECT item_id FROM embeddings WHERE space = ?", (space,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def vector_batches(self, space: str, dim: int, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every (ids, vectors) of ``space`` in batches of ``size``, read in one pass."""
         with self.reading() as conn:
-            rows = conn.connection.driver_connection.execute(
-                "SELECT item_id, vector FROM embeddings WHERE space = ? ORDER BY item_id", (space,)
-            )
+            rows = raw(conn, "SELECT item_id, vector FROM embeddings WHERE space = ? ORDER BY item_id", (space,))
             while batch := rows.fetchmany(size):
                 ids = np.fromiter((r[0] for r in batch), np.int64, len(batch))
                 vectors = np.frombuffer(b"".join(r[1] for r in batch), np.float32).reshape(len(batch), dim)
