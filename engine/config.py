@@ -35,6 +35,10 @@ def default_config_path() -> Path:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path = field(default_factory=default_store_path)
+    # A PostgreSQL URL (postgresql+psycopg://user@host/db) to keep the rows in a server database
+    # that several machines share; empty = SQLite in the store folder. The folder still holds
+    # the image files and the FAISS caches.
+    database_url: str = ""
 
 
 TEXT_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")

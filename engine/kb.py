@@ -72,7 +72,7 @@ class KnowledgeBase:
     def store(self) -> Store:
         from engine.store.store import Store
 
-        return Store(self.config.store.path, self.config.index)
+        return Store(self.config.store.path, self.config.index, self.config.store.database_url or None)
 
     @cached_property
     def text_encoder(self) -> TextEncoder:
@@ -296,7 +296,7 @@ class KnowledgeBase:
     def status(self) -> StatusReport:
         """What is stored, per topic, with sizes and the last run."""
         similarity = self.config.index.topic_min_similarity
-        if "store" in self.__dict__:  # open already (a server's): read through it
+        if "store" in self.__dict__ or self.config.store.database_url:  # open already (a server's), or on a server
             return store_status(self.store, similarity)
         # Not opened for this: sqlite3 alone when the store is at the newest schema.
         return status_at(self.config.store.path, similarity)

@@ -14,7 +14,7 @@ from sqlalchemy import delete, text, update
 from engine.config import AskConfig, ClipConfig, Config, StoreConfig
 from engine.errors import ConfigError
 from engine.ask.request import Filters
-from engine.ask.retrieval import RRF_K, fts_query, fuse
+from engine.ask.retrieval import RRF_K, fuse, query_words
 from engine.store.schema import documents, images
 from tests.conftest import RANDOM_CLIP
 from tests.test_bad_input import article, figure
@@ -73,9 +73,15 @@ def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks():
     assert [h.chunk_id for h in fuse(dense, bm25, 1.0, 2.0)][0] == 3  # in both lists, BM25 weighted up
 
 
-def test_fts_query_treats_operators_and_quotes_as_plain_words():
-    assert fts_query('coffee "roast" AND NEAR(x) -bean*') == '"coffee" OR "roast" OR "and" OR "near" OR "x" OR "bean"'
-    assert fts_query("?! ...") is None
+def test_keyword_search_treats_operators_and_quotes_as_plain_words(tmp_path):
+    from engine.store import fulltext
+    from engine.store.store import Store
+
+    words = query_words('coffee "roast" AND NEAR(x) -bean*')
+    assert words == ["coffee", "roast", "and", "near", "x", "bean"]
+    assert query_words("?! ...") == []
+    with Store(tmp_path) as store, store.reading() as conn:
+        assert fulltext.best_passages(conn, words, 5) == []  # FTS5 parses the quoted words: no syntax error
 
 
 # -- retrieval --------------------------------------------------------------------------------------

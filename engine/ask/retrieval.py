@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Connection, select, text
 
 from engine.ask.request import AskPlan, Filters
+from engine.store import fulltext
 from engine.store.schema import TEXT_SPACE, chunks, documents, sources, topic_documents, topics
 from engine.store.store import Store
 from engine.store.vectors import VectorIndex
@@ -111,12 +112,6 @@ def query_words(query: str) -> list[str]:
     return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
 
 
-def fts_query(query: str | list[str]) -> str | None:
-    """The words of ``query`` as an FTS5 OR-query of quoted terms (None if it has no words)."""
-    words = query_words(query) if isinstance(query, str) else query
-    return " OR ".join(f'"{w}"' for w in words) or None
-
-
 def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
     """``words`` without the ones too common in this store to matter.
 
@@ -124,18 +119,17 @@ def distinctive_words(conn: Connection, words: list[str]) -> list[str]:
     ``MAX_WORD_PASSAGES`` matches a word is left out whatever the others are, so a question
     of common words only gets no BM25 ranking (the dense one answers it).
     """
-    passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0
+    passages = fulltext.passage_count(conn)
     if passages < PRUNE_FROM_PASSAGES:
         return words
     cap = min(int(COMMON_WORD_SHARE * passages), MAX_WORD_PASSAGES)
     # Counting stops at the cap, so a very common word costs no more than a rare one.
-    count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
-    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() for w in words}
+    counts = {w: fulltext.matching(conn, w, cap) for w in words}
     kept = [w for w in words if counts[w] < cap]
     if kept or cap == MAX_WORD_PASSAGES:
         return kept
     # Every word is common in a store where that is still cheap to score: keep the rarest, counted further.
-    counts = {w: conn.execute(count, {"w": f'"{w}"', "cap": MAX_WORD_PASSAGES}).scalar() for w in words}
+    counts = {w: fulltext.matching(conn, w, MAX_WORD_PASSAGES) for w in words}
     return [min(words, key=counts.__getitem__)]
 
 
@@ -187,18 +181,12 @@ def bm25_ranking(conn: Connection, query: str, k: int, allowed: np.ndarray | Non
     words = query_words(query)
     if not words:
         return []
-    match = fts_query(distinctive_words(conn, words))
-    if match is None:
-        return []  # only words too common to rank by
-    rows = conn.execute(
-        text("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH :q ORDER BY rank LIMIT :k"),
-        # A filter can reject most BM25 hits: read deeper, then keep the allowed ones.
-        {"q": match, "k": k if allowed is None else k * 20},
-    ).all()
+    # A filter can reject most keyword hits: read deeper, then keep the allowed ones.
+    rows = fulltext.best_passages(conn, distinctive_words(conn, words), k if allowed is None else k * 20)
     if allowed is not None:
         keep = np.isin(np.fromiter((r[0] for r in rows), np.int64, len(rows)), allowed, assume_unique=True)
         rows = [r for r, kept in zip(rows, keep) if kept]
-    return [(int(rowid), -float(score)) for rowid, score in rows[:k]]
+    return rows[:k]
 
 
 def fuse(dense: list[tuple[int, float]], bm25: list[tuple[int, float]], dense_weight: float, bm25_weight: float) -> list[Hit]:
@@ -273,9 +261,8 @@ def passage_share(store: Store, words: list[str], up_to: float = 1.0) -> dict[st
     Counting stops at ``up_to`` of the store, so a common word costs no more than a rare one.
     """
     with store.reading() as conn:
-        passages = conn.execute(text("SELECT max(rowid) FROM chunks")).scalar() or 0  # ~count, without a scan
+        passages = fulltext.passage_count(conn)
         if not passages:
             return {w: 0.0 for w in words}
         cap = max(1, math.ceil(up_to * passages))
-        count = text("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w LIMIT :cap)")
-        return {w: conn.execute(count, {"w": f'"{w}"', "cap": cap}).scalar() / passages for w in words}
+        return {w: fulltext.matching(conn, w, cap) / passages for w in words}

@@ -30,5 +30,15 @@ def raw(conn: Connection, sql: str, params: Sequence[Any] = ()):  # noqa: ANN201
     """Run ``sql`` (``?`` placeholders) on the driver's own connection, in ``conn``'s transaction."""
     driver = conn.connection.driver_connection
     if is_postgres(conn):
-        return driver.execute(sql.replace("?", "%s"), tuple(params))
+        return driver.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))  # a literal % is %% there
     return driver.execute(sql, tuple(params))
+
+
+class QmarkConnection:
+    """A driver connection that takes ``?`` placeholders on either database (sqlite3's interface)."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()):  # noqa: ANN201 - a DB-API cursor
+        return raw(self._conn, sql, params)

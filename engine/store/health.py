@@ -38,8 +38,10 @@ def status_at(root: Path, topic_min_similarity: float) -> StatusReport:
 
 
 def store_status(store: Store, topic_min_similarity: float) -> StatusReport:
+    from engine.store.dialect import QmarkConnection
+
     with store.reading() as conn:
-        return _status(conn.connection.driver_connection, store.root, store.db_path, topic_min_similarity)
+        return _status(QmarkConnection(conn), store.root, store.db_path, topic_min_similarity)
 
 
 def _status(conn: sqlite3.Connection, root: Path, db_path: Path, topic_min_similarity: float) -> StatusReport:
@@ -56,7 +58,7 @@ def _status(conn: sqlite3.Connection, root: Path, db_path: Path, topic_min_simil
         per_topic.append(
             TopicStatus(
                 name=name,
-                documents=one(f"SELECT count(*) FROM ({docs})", *of_topic),
+                documents=one(f"SELECT count(*) FROM ({docs}) AS linked", *of_topic),
                 images=one(f"SELECT count(DISTINCT image_id) FROM document_images WHERE document_id IN ({docs})", *of_topic),
                 chunks=one(f"SELECT count(*) FROM chunks WHERE document_id IN ({docs})", *of_topic),
                 last_update=one(f"SELECT max(updated_at) FROM sources WHERE document_id IN ({docs})", *of_topic),
