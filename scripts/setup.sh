@@ -22,3 +22,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromi
   { $_apt install chromium chromium-driver || { $_apt update && $_apt install chromium chromium-driver; }; } >/dev/null 2>&1 \
     || echo "setup: could not install chromium chromium-driver; the browser tests will skip" >&2
 fi
+# PostgreSQL for the store-on-a-server tests (tests/pg: a throwaway cluster each session), likewise.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  _apt="env DEBIAN_FRONTEND=noninteractive apt-get -y -qq"
+  { $_apt install postgresql || { $_apt update && $_apt install postgresql; }; } >/dev/null 2>&1 \
+    || echo "setup: could not install postgresql; the PostgreSQL tests will skip" >&2
+fi

@@ -63,3 +63,28 @@ def test_one_writer_at_a_time_across_store_folders(tmp_path, database):
     second.acquire_write_lock()
     first.close()
     second.close()
+
+
+def test_status_and_check_read_a_store_on_postgresql(tmp_path, database, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    store = Store(tmp_path, database_url=database)
+    store.acquire_write_lock()
+    store.bind_model((TEXT_SPACE,), "synthetic", DIM)
+    store.index(TEXT_SPACE, DIM)
+    with store.transaction() as conn:
+        store.put_vectors(conn, TEXT_SPACE, [1, 2, 3], unit(np.random.default_rng(1), 3))
+    store.apply_committed()
+    store.close()
+    monkeypatch.setenv("ENGINE_STORE_DATABASE_URL", database)
+    runner = CliRunner()
+    status = runner.invoke(app, ["--store", str(tmp_path), "status", "--json"])
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    assert report["vectors"]["text"] == 3 and report["models"]["text"] == "synthetic"
+    check = runner.invoke(app, ["--store", str(tmp_path), "check"])
+    assert check.exit_code == 0, check.output
