@@ -352,6 +352,27 @@ def db_upgrade(ctx: typer.Context) -> None:
         out.print(f"schema revision: {kb.upgrade()}")
 
 
+@db_app.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", help="The target: a PostgreSQL URL (postgresql+psycopg://user@host/db) or a SQLite file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows copied per table as JSON."),
+) -> None:
+    """Copy the store's database into another, empty one (SQLite to PostgreSQL, or back), row for row.
+
+    Example: engine db copy --to postgresql+psycopg://kb@db.example.org/kb
+    """
+    from engine.store.copy import copy_database
+
+    with knowledge_base(ctx.parent) as kb:
+        report = copy_database(kb.store.engine, to)
+    if as_json:
+        typer.echo(json.dumps({"target": report.target, "rows": report.rows}, indent=2))
+    else:
+        out.print(f"copied {sum(report.rows.values())} rows in {len(report.rows)} tables to {report.target}", highlight=False)
+        out.print("then use it: store.database_url (ENGINE_STORE_DATABASE_URL); the store folder keeps images and indexes")
+
+
 def main() -> None:
     try:
         app()

@@ -62,6 +62,15 @@ def is_url(target: Path | str) -> bool:
     return isinstance(target, str) and "://" in target
 
 
+def redacted(target: Path | str) -> str:
+    """``target`` for messages: a URL without its password."""
+    if not is_url(target):
+        return str(target)
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(target)).render_as_string(hide_password=True)
+
+
 def _apply_pragmas(dbapi_conn) -> None:  # noqa: ANN001 - a sqlite3 connection
     cursor = dbapi_conn.cursor()
     for pragma in PRAGMAS:

@@ -88,3 +88,38 @@ def test_status_and_check_read_a_store_on_postgresql(tmp_path, database, monkeyp
     assert report["vectors"]["text"] == 3 and report["models"]["text"] == "synthetic"
     check = runner.invoke(app, ["--store", str(tmp_path), "check"])
     assert check.exit_code == 0, check.output
+
+
+def test_a_store_copied_to_postgresql_and_back_keeps_every_row(tmp_path, database, examples_dir, text_encoder):
+    from sqlalchemy import func, select
+
+    from engine.config import ClipConfig, Config, StoreConfig
+    from engine.kb import KnowledgeBase
+    from engine.store.copy import copy_database
+    from engine.store.schema import metadata
+
+    config = Config(store=StoreConfig(path=tmp_path / "kb"), clip=ClipConfig(enabled=False))
+    with KnowledgeBase(config, text_encoder=text_encoder) as kb:
+        kb.index(["coffee"], [examples_dir / "pages"])
+        to_postgres = copy_database(kb.store.engine, database)
+        first = kb.ask("how is coffee roasted", max_images=0).sources[0].url
+
+    def counts(url):
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            found = {t.name: conn.execute(select(func.count()).select_from(t)).scalar() for t in metadata.sorted_tables}
+        engine.dispose()
+        return found
+
+    assert counts(database) == to_postgres.rows and to_postgres.rows["chunks"] > 0
+    with pytest.raises(StoreError, match="already holds rows"):
+        copy_database(sa.create_engine(f"sqlite:///{tmp_path / 'kb' / 'engine.db'}"), database)
+    # Served from PostgreSQL (same folder: images and indexes), the answer is the same.
+    on_server = Config(store=StoreConfig(path=tmp_path / "kb", database_url=database), clip=ClipConfig(enabled=False))
+    with KnowledgeBase(on_server, text_encoder=text_encoder) as kb:
+        assert kb.ask("how is coffee roasted", max_images=0).sources[0].url == first
+        with kb.store.transaction() as conn:  # the sequences continue after the copied ids
+            conn.execute(sa.text("INSERT INTO topics(name, created_at) VALUES ('new', 0)"))
+        back = copy_database(kb.store.engine, str(tmp_path / "back.db"))
+    assert back.rows["topics"] == to_postgres.rows["topics"] + 1
+    assert counts(f"sqlite:///{tmp_path / 'back.db'}")["chunks"] == to_postgres.rows["chunks"]
