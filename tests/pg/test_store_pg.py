@@ -123,3 +123,60 @@ def test_a_store_copied_to_postgresql_and_back_keeps_every_row(tmp_path, databas
         back = copy_database(kb.store.engine, str(tmp_path / "back.db"))
     assert back.rows["topics"] == to_postgres.rows["topics"] + 1
     assert counts(f"sqlite:///{tmp_path / 'back.db'}")["chunks"] == to_postgres.rows["chunks"]
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import numpy as np
+from engine.store.store import Store
+store = Store(Path(sys.argv[1]), database_url=sys.argv[2])
+store.acquire_write_lock()
+store.bind_model(("text",), "synthetic", 8)
+rng = np.random.default_rng(0)
+for start in range(1, 10_000, 10):
+    with store.transaction() as conn:
+        vectors = rng.standard_normal((10, 8)).astype(np.float32)
+        store.put_vectors(conn, "text", list(range(start, start + 10)), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    store.apply_committed()
+    if start > 200:
+        Path(sys.argv[3]).touch()
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_writer_leaves_whole_commits_and_frees_the_writer_lock(tmp_path, database):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script, marker = tmp_path / "writer.py", tmp_path / "writing"
+    script.write_text(WRITER.format(repo=str(Path(__file__).resolve().parents[2])))
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "w"), database, str(marker)])
+    try:
+        deadline = time.time() + 60
+        while not marker.exists():
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    store = Store(tmp_path / "next", database_url=database)
+    deadline = time.time() + 10
+    while True:  # the server ends the killed session's backend, and with it its advisory lock
+        try:
+            store.acquire_write_lock()
+            break
+        except StoreError:
+            assert time.time() < deadline, "the killed writer's lock was never released"
+            time.sleep(0.1)
+    with store.reading() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM embeddings WHERE space = 'text'")).scalar()
+        version = int(store.get_meta("vectors_version.text"))
+    assert count % 10 == 0 and count >= 200 and version == count // 10  # whole commits only
+    assert len(store.index(TEXT_SPACE, DIM)) == count
+    store.close()
