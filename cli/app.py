@@ -109,11 +109,15 @@ def index(
         None, "--every", help="Interval between a topic's crawls with --watch: 90s, 30m, 2h, 1d (default: crawl.watch_every_seconds)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", help="local, or ray: prepare and embed on a Ray cluster ([ray] address; default index.executor)."
+    ),
 ) -> None:
     """Index pages and their images for topics: from saved pages (--from), or crawled from the web.
 
     Example: engine index --topics examples/topics.txt --from examples/pages
     Example: engine index --topics my_topics.txt --watch --every 30m
+    Example: engine index --topics examples/topics.txt --from /shared/pages --executor ray
     """
     from cli.durations import watch_interval
     from cli.interrupt import stop_after_batch_on_ctrl_c
@@ -127,7 +131,13 @@ def index(
         label = "indexing" if sources else "crawling"
         with progress_bar(err, label) as on_progress, stop_after_batch_on_ctrl_c(err) as stop_requested:
             report = kb.index(
-                names, sources or [], on_progress=on_progress, watch=watch, every=interval, stop_requested=stop_requested
+                names,
+                sources or [],
+                on_progress=on_progress,
+                watch=watch,
+                every=interval,
+                stop_requested=stop_requested,
+                executor=executor,
             )
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -41,6 +41,7 @@ class StoreConfig:
     database_url: str = ""
 
 
+EXECUTORS = ("local", "ray")
 TEXT_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 CLIP_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -130,9 +131,15 @@ class IndexConfig:
     # recall@10 against exact search that the search parameters are tuned for at build time.
     target_recall: float = 0.95
     exact_below: int = 10_000
+    # Where pages are prepared and embedded: local (this process) or ray (a Ray cluster, [ray];
+    # needs the `ray` extra). Either way this process is the one writer.
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         from engine.ann.choice import parse_size
+
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"index.executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
 
         parse_size(self.memory_budget)  # a bad size fails here, naming the setting
         if not 0.0 < self.target_recall <= 1.0:
@@ -314,6 +321,28 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """`engine index --executor ray` (indexer/distributed)."""
+
+    # The cluster to use: "auto" (the one this machine joined with `ray start`) or
+    # "ray://host:10001"; empty starts a local Ray instance for the run.
+    address: str = ""
+    # Embedding actors, each loading the models once: 0 = one per GPU of the cluster, or on
+    # CPUs as many as leave one CPU for preparing pages.
+    embed_actors: int = 0
+    # CPUs each embedding actor reserves (its encoders run that many threads).
+    actor_cpus: float = 1.0
+    # CPUs of a local instance (no address): 0 = this machine's cores.
+    num_cpus: int = 0
+
+    def __post_init__(self) -> None:
+        if self.embed_actors < 0 or self.num_cpus < 0:
+            raise ConfigError("ray.embed_actors and ray.num_cpus must be 0 (automatic) or more")
+        if self.actor_cpus <= 0:
+            raise ConfigError(f"ray.actor_cpus must be above 0, not {self.actor_cpus}")
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
@@ -325,6 +354,7 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     @classmethod
     def load(

@@ -7,12 +7,13 @@ FAISS and the encoders load on first use, so `engine status` needs none of them.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from engine.ask.request import AskRequest
-from engine.config import Config
+from engine.config import EXECUTORS, Config
 from engine.errors import ConfigError, ModelUnavailableError
 from engine.results import AskResult, StatusReport
 from engine.store.health import CheckReport, check_store, status_at, store_status
@@ -122,6 +123,7 @@ class KnowledgeBase:
         every: float | None = None,
         discover: Callable | None = None,
         stop_requested: threading.Event | None = None,
+        executor: str | None = None,
     ):
         """Index saved pages, HTML files and WARC archives under ``paths`` for ``topics``;
         without ``paths``, crawl the web for ``topics`` (indexer/crawl.py).
@@ -132,6 +134,8 @@ class KnowledgeBase:
             discover: how a topic's candidate URLs are found (default: the configured
                 providers, ``[discover]``); see indexer.crawl.Discover.
             stop_requested: set it to end the run after the batch being written.
+            executor: ``local`` or ``ray`` (default ``index.executor``): where pages are prepared
+                and embedded (indexer/distributed); this process is the writer either way.
 
         Returns:
             indexer.pipeline.IndexReport: counts of pages, chunks and images, and failures.
@@ -149,6 +153,9 @@ class KnowledgeBase:
             raise ConfigError("--watch crawls the web for the topics; it does not go with --from")
         if every is not None and every <= 0:
             raise ConfigError(f"the crawl interval must be positive, not {every} s")
+        executor = executor or self.config.index.executor
+        if executor not in EXECUTORS:
+            raise ConfigError(f"the executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
         if not paths:
             from indexer.crawl import discover_with_providers
 
@@ -157,7 +164,7 @@ class KnowledgeBase:
         store.acquire_write_lock()
         topic_ids = ensure_topics(store, topics) if topics else {}
         if paths:
-            producer = LocalInputs(list(paths))
+            producer = None  # LocalInputs, once the executor says who prepares the pages
         else:
             from indexer.crawl import Crawl
 
@@ -186,9 +193,25 @@ class KnowledgeBase:
             )
 
         try:
-            return run_index(store, self.config, make_embedder, topic_ids, producer, on_progress, stop_requested)
+            with self._executor(executor) as run_on:
+                producer = producer or LocalInputs(list(paths), prepare_pages=run_on.prepares_pages)
+                return run_index(store, self.config, make_embedder, topic_ids, producer, on_progress, stop_requested, run_on)
         finally:
             store.release_write_lock()
+
+    @contextmanager
+    def _executor(self, name: str):  # noqa: ANN202 - a context manager of an indexer.pipeline.Executor
+        """The run's executor; ``ray`` joins (or starts) the cluster for the run's length."""
+        from indexer.pipeline import LocalExecutor
+
+        if name == "local":
+            yield LocalExecutor()
+            return
+        from indexer.distributed.cluster import connected
+        from indexer.distributed.executor import RayExecutor
+
+        with connected(self.config.ray) as ray:
+            yield RayExecutor(ray, self.config, self.store.get_meta(f"model.{TEXT_SPACE}"))
 
     def ask(self, question: str | AskRequest, **options) -> AskResult:  # noqa: ANN003 - AskRequest's fields
         """Answer ``question`` with a cited summary and the images that align with it and its evidence.

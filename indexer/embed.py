@@ -84,6 +84,7 @@ class BatchEmbedder:
                         data.content_hash: captions[data.content_hash] for _, data in page.images if data.content_hash in captions
                     },
                     topic_scores=self.topic_scores(vectors),
+                    failures=list(page.failures),
                 )
             )
             start = stop

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,6 @@ import numpy as np
 from sqlalchemy import Connection, insert, select, update
 
 from engine.config import Config
-from engine.errors import InputError
 from engine.results import Progress
 from engine.store.schema import (
     TEXT_SPACE,
@@ -36,9 +35,9 @@ from engine.store.schema import (
 )
 from engine.store.store import Store
 from indexer.embed import BatchEmbedder
-from indexer.prepare import PreparedPage, UnchangedPage, prepare
+from indexer.prepare import PageToPrepare, PreparedPage, UnchangedPage, canonical_url, prepare_or_fail
 from indexer.sources import InputFailure, Limits, count_pages, iter_inputs
-from indexer.write import known_source, put_topic_scores, write_page
+from indexer.write import EmbeddedPage, known_source, put_topic_scores, write_page
 
 _DONE = object()
 SAVE_EVERY_SECONDS = 60.0
@@ -73,10 +72,15 @@ class Producer(Protocol):
 
 
 class LocalInputs:
-    """Saved-page folders, HTML files and WARC/ARC archives (indexer/sources.py)."""
+    """Saved-page folders, HTML files and WARC/ARC archives (indexer/sources.py).
 
-    def __init__(self, paths: list[Path]):
+    ``prepare_pages=False`` emits :class:`PageToPrepare` items for an executor that prepares
+    pages elsewhere (indexer/distributed); the store lookup that skips unchanged pages stays here.
+    """
+
+    def __init__(self, paths: list[Path], prepare_pages: bool = True):
         self.paths = list(paths)
+        self.prepare_pages = prepare_pages
         self._total: int | None = None
 
     def estimate(self) -> int:
@@ -97,14 +101,30 @@ class LocalInputs:
                     return
                 if isinstance(page, InputFailure):
                     emit(page)
-                    continue
-                try:
-                    result = prepare(page, config.index, stored_raw_hash)
-                except InputError as exc:
-                    result = InputFailure("page", page.origin, exc.reason)
-                except Exception as exc:  # noqa: BLE001 - one bad page must not end the run
-                    result = InputFailure("page", page.origin, f"unexpected {type(exc).__name__}: {exc}")
-                emit(result)
+                elif self.prepare_pages:
+                    emit(prepare_or_fail(page, config.index, stored_raw_hash))
+                else:
+                    emit(PageToPrepare(page, stored_raw_hash(canonical_url(page.url))))
+
+
+class Executor(Protocol):
+    """Where pages are prepared and embedded; the run's thread writes what it returns, in order."""
+
+    prepares_pages: bool  # False: producers emit PageToPrepare items for it
+
+    def embedded(self, batches: Iterator[list], embedder: BatchEmbedder) -> Iterator[list]:
+        """The same items in the same order, a page to prepare or embed replaced by its
+        EmbeddedPage (or its UnchangedPage / InputFailure); may yield [] while waiting."""
+        ...
+
+
+class LocalExecutor:
+    """In this process: the producer thread prepares, the writer embeds (see _write_in_order)."""
+
+    prepares_pages = True
+
+    def embedded(self, batches: Iterator[list], embedder: BatchEmbedder) -> Iterator[list]:
+        return batches
 
 
 @dataclass
@@ -142,15 +162,18 @@ def run_index(
     producer: Producer | list[Path],
     on_progress: Callable[[Progress], None] | None = None,
     stop_requested: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> IndexReport:
     """Index what ``producer`` yields (or the inputs under a list of paths) for ``topic_ids``.
 
     ``store`` must hold the write lock. Setting ``stop_requested`` ends the run after the
     batch being written (the report says interrupted); KeyboardInterrupt ends it at once,
-    losing only the page being written.
+    losing only the page being written. ``executor``: where pages are prepared and embedded
+    (default: here, :class:`LocalExecutor`); whatever it is, this thread is the one writer.
     """
+    executor = executor or LocalExecutor()
     if not hasattr(producer, "produce"):
-        producer = LocalInputs(list(producer))
+        producer = LocalInputs(list(producer), prepare_pages=executor.prepares_pages)
     report = IndexReport()
     started = time.time()
     run_id = _start_run(store, started)
@@ -164,13 +187,13 @@ def run_index(
     last_save = time.time()
     done = 0
     run_status = "failed"  # what the run row says if an error ends it
+    batches: Iterator[list] = iter(())
     try:
         embedder = embedder_factory(topic_ids)
         report.clip_used = embedder.clip is not None
         _score_unscored(store, embedder, list(topic_ids.values()))
-        finished = False
-        while not finished:
-            batch, finished = _next_batch(items, config.index.docs_per_batch, stop_requested)
+        batches = executor.embedded(_batches(items, config.index.docs_per_batch, stop_requested), embedder)
+        for batch in batches:
             done += _write_in_order(store, embedder, batch, report, run_id)
             if on_progress and batch:
                 total = max(producer.estimate(), done)
@@ -187,6 +210,7 @@ def run_index(
         run_status = "interrupted"
     finally:
         stop.set()
+        getattr(batches, "close", lambda: None)()  # ends a distributed executor's pipeline
         _drain(items)
         producer_thread.join(timeout=10)
         report.seconds = time.time() - started
@@ -224,6 +248,11 @@ def _write_in_order(store: Store, embedder: BatchEmbedder, batch: list, report: 
             _record_failures(store, run_id, [item])
         elif isinstance(item, UnchangedPage):
             report.pages["unchanged"] += 1
+        elif isinstance(item, EmbeddedPage):  # embedded by the executor
+            if prepared:
+                _write_batch(store, embedder, prepared, report, run_id)
+                prepared = []
+            _write_embedded(store, [item], report, run_id)
         else:
             prepared.append(item)
     if prepared:
@@ -310,11 +339,24 @@ def _next_batch(items: queue.Queue, size: int, stop_requested: threading.Event |
     return batch, False
 
 
+def _batches(items: queue.Queue, size: int, stop_requested: threading.Event | None) -> Iterator[list]:
+    """The producer's items in batches of up to ``size``, until it is done ([] while waiting for a stop)."""
+    finished = False
+    while not finished:
+        batch, finished = _next_batch(items, size, stop_requested)
+        yield batch
+
+
 def _write_batch(store: Store, embedder: BatchEmbedder, prepared: list[PreparedPage], report: IndexReport, run_id: int) -> None:
     hashes = {data.content_hash for p in prepared for _, data in p.images}
     with store.reading() as conn:
         stored = set(conn.execute(select(images.c.content_hash).where(images.c.content_hash.in_(hashes))).scalars())
-    for page in embedder.embed(prepared, stored):
+    _write_embedded(store, embedder.embed(prepared, stored), report, run_id)
+
+
+def _write_embedded(store: Store, embedded: list[EmbeddedPage], report: IndexReport, run_id: int) -> None:
+    """Commit each page in its own transaction, then record the pages' image failures."""
+    for page in embedded:
         try:
             with store.transaction() as conn:
                 outcome = write_page(store, conn, page)
@@ -328,11 +370,10 @@ def _write_batch(store: Store, embedder: BatchEmbedder, prepared: list[PreparedP
         report.chunks_added += outcome.chunks_added
         report.images["added"] += outcome.images_added
         report.images["linked"] += outcome.images_linked
-    for page in prepared:
-        report.images["failed"] += len(page.failures)
-        if page.failures:
-            report.failures.extend(page.failures)
-    _record_failures(store, run_id, [f for p in prepared for f in p.failures])
+    failed = [f for page in embedded for f in page.failures]
+    report.images["failed"] += len(failed)
+    report.failures.extend(failed)
+    _record_failures(store, run_id, failed)
 
 
 def _score_unscored(store: Store, embedder: BatchEmbedder, topic_ids: list[int]) -> None:

@@ -28,6 +28,15 @@ class PreparedPage:
 
 
 @dataclass
+class PageToPrepare:
+    """A page read but not prepared: an executor that spreads the work (indexer/distributed)
+    prepares it elsewhere. ``stored_raw_hash``: the store's hash of the page's bytes, if any."""
+
+    page: PageInput
+    stored_raw_hash: str | None
+
+
+@dataclass
 class UnchangedPage:
     """A page stored before from the very same bytes: nothing to do."""
 
@@ -80,6 +89,18 @@ def prepare(
             images.append((ref, data))
     page.html = b""  # extracted; free the bytes while the page waits for the encoders
     return PreparedPage(page, key, raw_hash, content_hash, extracted, images, failures)
+
+
+def prepare_or_fail(
+    page: PageInput, config: IndexConfig, stored_raw_hash: Callable[[str], str | None]
+) -> PreparedPage | UnchangedPage | InputFailure:
+    """:func:`prepare`, with a bad page turned into its failure (one bad page must not end a run)."""
+    try:
+        return prepare(page, config, stored_raw_hash)
+    except InputError as exc:
+        return InputFailure("page", page.origin, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile page makes a parser raise
+        return InputFailure("page", page.origin, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _read(page: PageInput, src: str, where: str) -> bytes | None:

@@ -30,7 +30,7 @@ from engine.store.store import Store
 from indexer.chunk import Chunk, chunk_holding
 from indexer.extract import ExtractedPage, ImageRef
 from indexer.images import ImageData
-from indexer.sources import PageInput
+from indexer.sources import InputFailure, PageInput
 
 
 @dataclass
@@ -53,6 +53,8 @@ class EmbeddedPage:
     # Generated captions of this page's new images by content hash (when captioning is on).
     image_captions: dict[str, str] = field(default_factory=dict)
     topic_scores: dict[int, float] = field(default_factory=dict)
+    # What went wrong with the page's images while preparing it (recorded with the run).
+    failures: list[InputFailure] = field(default_factory=list)
 
 
 @dataclass

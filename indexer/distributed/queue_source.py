@@ -1,0 +1,40 @@
+"""A Ray Data source fed while the pipeline runs: rows come from a Ray queue that the driver fills.
+
+Ray Data reads datasets whose size is known when they start; a crawl finds its pages as it
+goes. One read task (no CPU reserved) pulls from a :class:`ray.util.queue.Queue` and yields a
+block per batch the driver put, so pages stream into the stages as they are produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+END = "end"  # what the driver puts after the last batch
+
+
+class QueueSource(Datasource):
+    """Rows ``{"seq": int, "item": bytes}``; each ``queue.get()`` is a list of (seq, item) pairs or END."""
+
+    def __init__(self, queue: Any):
+        self.queue = queue
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None) -> list[ReadTask]:
+        queue = self.queue
+
+        def read() -> Any:
+            import pyarrow as pa
+
+            while True:
+                rows = queue.get()
+                if rows == END:
+                    return
+                yield pa.table({"seq": [seq for seq, _ in rows], "item": [item for _, item in rows]})
+
+        metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
+        return [ReadTask(read, metadata)]
