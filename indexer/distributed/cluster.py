@@ -48,7 +48,8 @@ def connected(config: RayConfig) -> Iterator[Any]:
     if config.address:
         options["address"] = config.address
     else:
-        options["num_cpus"] = config.num_cpus or os.cpu_count() or 1
+        # "local": a new instance even where `ray start` left a cluster running (plain ray.init joins it).
+        options.update(address="local", num_cpus=config.num_cpus or os.cpu_count() or 1)
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
