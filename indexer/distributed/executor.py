@@ -2,8 +2,9 @@
 
     driver queue → QueueSource → prepare (tasks) → embed (actor pool) → driver → the one writer
 
-Only what a stage needs travels: a page's commit hook (a crawl's frontier update) and
-bookkeeping stay on the driver under the item's sequence number and rejoin the result there.
+The driver's batches (what the producer had ready, up to index.docs_per_batch) travel whole and
+come back numbered. Only what a stage needs travels: a page's commit hook (a crawl's frontier
+update) and bookkeeping stay on the driver under the batch's number and rejoin the result there.
 Stopping closes the pipeline; whatever was in flight was never committed, so the next run
 does it again, as with the local executor.
 """
@@ -83,7 +84,7 @@ class _Pipeline:
         self.spec = spec
         self.into_cluster = Queue(maxsize=BATCHES_IN_FLIGHT)
         self.out_of_cluster: queue.Queue = queue.Queue(maxsize=BATCHES_IN_FLIGHT)
-        self.kept: dict[int, Any] = {}  # seq -> the driver's item, until its row returns
+        self.kept: dict[int, list] = {}  # batch number -> the driver's items, until the batch returns
         self.sent = 0
         self.closing = threading.Event()
 
@@ -93,7 +94,7 @@ class _Pipeline:
         sender.start()
         receiver.start()
         waiting: list[tuple[int, bytes]] = []
-        next_seq = 0
+        next_batch = 0
         try:
             while True:
                 try:
@@ -107,15 +108,12 @@ class _Pipeline:
                     break
                 for row in got:
                     heapq.heappush(waiting, row)
-                ready = []
-                while waiting and waiting[0][0] == next_seq:
-                    seq, blob = heapq.heappop(waiting)
-                    ready.append(self._rejoin(seq, blob))
-                    next_seq += 1
-                if ready:
-                    yield ready
-            if waiting or next_seq != self.sent:
-                raise RuntimeError(f"the Ray pipeline returned {next_seq} of {self.sent} items")
+                while waiting and waiting[0][0] == next_batch:
+                    number, blob = heapq.heappop(waiting)
+                    yield self._rejoin(number, blob)
+                    next_batch += 1
+            if waiting or next_batch != self.sent:
+                raise RuntimeError(f"the Ray pipeline returned {next_batch} of {self.sent} batches")
         finally:
             self.closing.set()
             self._put_end()
@@ -127,27 +125,28 @@ class _Pipeline:
 
         try:
             for batch in batches:
-                rows = []
+                if not batch:
+                    continue
+                number = self.sent
+                self.kept[number] = batch
+                row = (number, pickle.dumps([_travelling(item) for item in batch]))
                 for item in batch:
-                    seq = self.sent
-                    self.sent += 1
-                    self.kept[seq] = item
-                    rows.append((seq, pickle.dumps(_travelling(item))))
                     if isinstance(item, PageToPrepare):
                         item.page.html = b""  # on its way; the driver keeps only the page's metadata
-                if rows and not self._put(rows):
+                self.sent += 1
+                if not self._put(row):
                     return
         except BaseException as exc:  # noqa: BLE001 - the writer raises it
             self.out_of_cluster.put(exc)
         finally:
             self._put_end()
 
-    def _put(self, rows: Any) -> bool:
+    def _put(self, row: Any) -> bool:
         from ray.util.queue import Full
 
         while not self.closing.is_set():
             try:
-                self.into_cluster.put(rows, timeout=0.25)
+                self.into_cluster.put(row, timeout=0.25)
                 return True
             except Full:
                 continue
@@ -164,10 +163,12 @@ class _Pipeline:
     # -- cluster → driver ---------------------------------------------------------------------------
 
     def _dataset(self) -> Any:
-        from ray.data import ActorPoolStrategy
+        from ray.data import ActorPoolStrategy, DataContext
 
         ray = self.executor.ray
-        source = ray.data.read_datasource(QueueSource(self.into_cluster), num_cpus=0)
+        # One block per row (a driver batch): no merging of small blocks up to a size target.
+        DataContext.get_current().target_max_block_size = 1
+        source = ray.data.read_datasource(QueueSource(self.into_cluster), num_cpus=0, override_num_blocks=1)
         prepared = source.map_batches(prepare_rows, fn_kwargs={"config": self.spec.config}, batch_size=None, num_cpus=PREPARE_CPUS)
         return prepared.map_batches(
             EmbedRows,
@@ -181,7 +182,7 @@ class _Pipeline:
     def _receive(self) -> None:
         try:
             for rows in self._dataset().iter_batches(batch_size=None, batch_format="numpy"):
-                self._hand_over(list(zip((int(s) for s in rows["seq"]), rows["item"])))
+                self._hand_over(list(zip((int(n) for n in rows["batch"]), rows["items"])))
                 if self.closing.is_set():
                     return
             self._hand_over(_FINISHED)
@@ -196,18 +197,20 @@ class _Pipeline:
             except queue.Full:
                 continue
 
-    def _rejoin(self, seq: int, blob: bytes) -> Any:
+    def _rejoin(self, number: int, blob: bytes) -> list:
+        """The batch's results, each page with the driver's own page (its commit hook runs here)."""
         import ray.cloudpickle as pickle
 
-        kept = self.kept.pop(seq)
-        result = pickle.loads(blob)
-        if isinstance(result, _Kept):
-            return kept
-        if isinstance(result, EmbeddedPage):
-            page = kept.page if isinstance(kept, (PreparedPage, PageToPrepare)) else result.page
-            page.html = b""
-            return replace(result, page=page)  # the driver's page: its commit hook runs here
-        return result
+        kept = self.kept.pop(number)
+        out = []
+        for mine, result in zip(kept, pickle.loads(blob), strict=True):
+            if isinstance(result, _Kept):
+                out.append(mine)
+            elif isinstance(result, EmbeddedPage):
+                out.append(replace(result, page=mine.page))
+            else:
+                out.append(result)
+        return out
 
 
 def _travelling(item: Any) -> Any:

@@ -2,7 +2,9 @@
 
 Ray Data reads datasets whose size is known when they start; a crawl finds its pages as it
 goes. One read task (no CPU reserved) pulls from a :class:`ray.util.queue.Queue` and yields a
-block per batch the driver put, so pages stream into the stages as they are produced.
+one-row block per batch the driver put, so pages stream into the stages as they are produced.
+(The caller keeps Ray Data from splitting the task's output into many blocks, and from merging
+its blocks until they reach a size: either would hold pages back or break batches apart.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ END = "end"  # what the driver puts after the last batch
 
 
 class QueueSource(Datasource):
-    """Rows ``{"seq": int, "item": bytes}``; each ``queue.get()`` is a list of (seq, item) pairs or END."""
+    """Rows ``{"batch": int, "items": bytes}``; each ``queue.get()`` is one such pair, or END."""
 
     def __init__(self, queue: Any):
         self.queue = queue
@@ -31,10 +33,11 @@ class QueueSource(Datasource):
             import pyarrow as pa
 
             while True:
-                rows = queue.get()
-                if rows == END:
+                row = queue.get()
+                if row == END:
                     return
-                yield pa.table({"seq": [seq for seq, _ in rows], "item": [item for _, item in rows]})
+                number, items = row
+                yield pa.table({"batch": [number], "items": [items]})
 
         metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
         return [ReadTask(read, metadata)]

@@ -1,8 +1,10 @@
 """What runs on the cluster: preparing pages (tasks) and embedding them (actors that load the models once).
 
-Rows carry pickled items (cloudpickle: a local page's resolver is a closure over its folder).
-Items a stage does not handle pass through unchanged, so every row comes back to the driver
-with its sequence number and the writer keeps the producer's order.
+A row is one batch of the driver's items, pickled together (cloudpickle: a local page's resolver
+is a closure over its folder), so Ray Data never splits a batch or merges batches: the pages
+that were ready together are embedded together, and nothing waits for pages not produced yet.
+Items a stage does not handle pass through unchanged; every row comes back to the driver with
+its batch number, and the writer keeps the producer's order.
 """
 
 from __future__ import annotations
@@ -45,31 +47,40 @@ class EmbedderSpec:
 
 
 def prepare_rows(rows: dict[str, Any], config: Config) -> dict[str, Any]:
-    """Prepare the pages among ``rows`` (trafilatura, image decoding); the rest pass through."""
-    items = []
-    for blob in rows["item"]:
-        item = pickle.loads(blob)
-        if isinstance(item, PageToPrepare):
-            stored = item.stored_raw_hash
-            blob = pickle.dumps(prepare_or_fail(item.page, config.index, lambda _url: stored))
-        items.append(blob)
-    return {"seq": rows["seq"], "item": items}
+    """Prepare the pages in each row's batch (trafilatura, image decoding); the rest pass through."""
+    return {"batch": rows["batch"], "items": [_prepare_batch(blob, config) for blob in rows["items"]]}
+
+
+def _prepare_batch(blob: bytes, config: Config) -> bytes:
+    items = pickle.loads(blob)
+    if not any(isinstance(item, PageToPrepare) for item in items):
+        return blob
+    return pickle.dumps([_prepared(item, config) for item in items])
+
+
+def _prepared(item: Any, config: Config) -> Any:
+    if not isinstance(item, PageToPrepare):
+        return item
+    stored = item.stored_raw_hash
+    return prepare_or_fail(item.page, config.index, lambda _url: stored)
 
 
 class EmbedRows:
-    """An embedding actor: builds the encoders once, then embeds the prepared pages of each batch."""
+    """An embedding actor: builds the encoders once, then embeds each batch's prepared pages together."""
 
     def __init__(self, spec: EmbedderSpec):
         self.embedder = spec.build()
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
-        blobs = list(rows["item"])
-        items = {n: pickle.loads(blob) for n, blob in enumerate(blobs)}
-        pages = [n for n, item in items.items() if isinstance(item, PreparedPage)]
-        if pages:
-            # Images the store already has are embedded again here (an actor cannot ask the
-            # store); the writer keeps the stored vector.
-            embedded = self.embedder.embed([items[n] for n in pages], set())
-            for n, page in zip(pages, embedded):
-                blobs[n] = pickle.dumps(page)
-        return {"seq": rows["seq"], "item": blobs}
+        return {"batch": rows["batch"], "items": [self._embed_batch(blob) for blob in rows["items"]]}
+
+    def _embed_batch(self, blob: bytes) -> bytes:
+        items = pickle.loads(blob)
+        pages = [n for n, item in enumerate(items) if isinstance(item, PreparedPage)]
+        if not pages:
+            return blob
+        # Images the store already has are embedded again here (an actor cannot ask the store);
+        # the writer keeps the stored vector.
+        for n, page in zip(pages, self.embedder.embed([items[n] for n in pages], set())):
+            items[n] = page
+        return pickle.dumps(items)

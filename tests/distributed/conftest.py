@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from engine.config import ClipConfig, Config, StoreConfig
@@ -19,6 +20,7 @@ def _answers(config: Config, examples_dir, text_encoder) -> tuple[dict, list]:
     return {"documents": status.documents, "chunks": status.chunks, "added": report.to_dict().get("documents")}, firsts
 
 
+@pytest.mark.slow
 def test_the_same_corpus_gives_the_same_counts_and_first_sources_on_both_databases(tmp_path, postgres_url, examples_dir, text_encoder):
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:

@@ -28,43 +28,6 @@ def unit(rng, n):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_vectors_written_on_postgresql_are_indexed_found_and_followed_by_a_reader(tmp_path, database):
-    vectors = unit(np.random.default_rng(0), 30)
-    writer = Store(tmp_path / "writer", database_url=database)
-    writer.acquire_write_lock()
-    writer.bind_model((TEXT_SPACE,), "synthetic", DIM)
-    writer.index(TEXT_SPACE, DIM)
-    with writer.transaction() as conn:
-        writer.put_vectors(conn, TEXT_SPACE, list(range(1, 21)), vectors[:20])
-    writer.apply_committed()
-    # Another machine's reader: its own folder, the same database.
-    reader = Store(tmp_path / "reader", database_url=database)
-    index = reader.index(TEXT_SPACE, DIM)
-    assert sorted(index.ids().tolist()) == list(range(1, 21))
-    with writer.transaction() as conn:
-        writer.put_vectors(conn, TEXT_SPACE, list(range(21, 31)), vectors[20:])
-        writer.delete_vectors(conn, TEXT_SPACE, [1, 2])
-    writer.apply_committed()
-    assert writer.changes_between(TEXT_SPACE, index.version, writer.vector_version(TEXT_SPACE)) is not None
-    assert sorted(reader.index(TEXT_SPACE, DIM).ids().tolist()) == list(range(3, 31))
-    scores, ids = reader.index(TEXT_SPACE, DIM).search(vectors[25:26], 1)
-    assert ids[0, 0] == 26 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
-    writer.close()
-    reader.close()
-
-
-def test_one_writer_at_a_time_across_store_folders(tmp_path, database):
-    first = Store(tmp_path / "a", database_url=database)
-    second = Store(tmp_path / "b", database_url=database)  # another machine: another folder, another lock file
-    first.acquire_write_lock()
-    with pytest.raises(StoreError, match="being written by another process"):
-        second.acquire_write_lock()
-    first.release_write_lock()
-    second.acquire_write_lock()
-    first.close()
-    second.close()
-
-
 def test_status_and_check_read_a_store_on_postgresql(tmp_path, database, monkeypatch):
     import json
 
@@ -90,6 +53,7 @@ def test_status_and_check_read_a_store_on_postgresql(tmp_path, database, monkeyp
     assert check.exit_code == 0, check.output
 
 
+@pytest.mark.slow
 def test_a_store_copied_to_postgresql_and_back_keeps_every_row(tmp_path, database, examples_dir, text_encoder):
     from sqlalchemy import func, select
 
