@@ -159,6 +159,9 @@ class OnnxTextEncoder:
         # Idle workers sleep rather than spin: between batches the indexer's other threads
         # (extraction, the crawler) need those cores, and encoding measured no slower.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Denormal floats flushed to zero: a Ray worker's threads otherwise run this model up to
+        # 6× slower (measured, indexer/distributed); vectors unchanged to 1e-6, speed here unchanged.
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 3  # errors only: its warnings would land in the CLI's output
         providers = execution_providers(onnxruntime.get_available_providers(), self.device, "text.device")
         try:

@@ -86,6 +86,13 @@ class _Pipeline:
         self.out_of_cluster: queue.Queue = queue.Queue(maxsize=BATCHES_IN_FLIGHT)
         self.kept: dict[int, list] = {}  # batch number -> the driver's items, until the batch returns
         self.sent = 0
+        self.returned = 0
+        # Batches in the cluster at once: enough to keep each actor busy with one queued behind
+        # it. While that many are out, the sender lets the next batch grow (up to docs_per_batch)
+        # instead of sending the producer's pages one by one.
+        self.max_in_flight = 2 * executor.actors + 1
+        self.batch_size = executor.config.index.docs_per_batch
+        self.credit = threading.Condition()
         self.closing = threading.Event()
 
     def run(self, batches: Iterator[list]) -> Iterator[list]:
@@ -110,36 +117,59 @@ class _Pipeline:
                     heapq.heappush(waiting, row)
                 while waiting and waiting[0][0] == next_batch:
                     number, blob = heapq.heappop(waiting)
-                    yield self._rejoin(number, blob)
                     next_batch += 1
+                    with self.credit:
+                        self.returned = next_batch
+                        self.credit.notify_all()
+                    yield self._rejoin(number, blob)
             if waiting or next_batch != self.sent:
                 raise RuntimeError(f"the Ray pipeline returned {next_batch} of {self.sent} batches")
         finally:
             self.closing.set()
+            with self.credit:
+                self.credit.notify_all()
             self._put_end()
 
     # -- driver → cluster ---------------------------------------------------------------------------
 
     def _send(self, batches: Iterator[list]) -> None:
-        import ray.cloudpickle as pickle
-
         try:
-            for batch in batches:
-                if not batch:
-                    continue
-                number = self.sent
-                self.kept[number] = batch
-                row = (number, pickle.dumps([_travelling(item) for item in batch]))
-                for item in batch:
-                    if isinstance(item, PageToPrepare):
-                        item.page.html = b""  # on its way; the driver keeps only the page's metadata
-                self.sent += 1
-                if not self._put(row):
-                    return
+            pending: list = []
+            for batch in batches:  # [] now and then while the producer is idle: a chance to send
+                pending.extend(batch)
+                while pending and (len(pending) >= self.batch_size or self._in_flight() < self.max_in_flight):
+                    batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+                    if not self._send_batch(batch):
+                        return
+            if pending:
+                self._send_batch(pending)
         except BaseException as exc:  # noqa: BLE001 - the writer raises it
             self.out_of_cluster.put(exc)
         finally:
             self._put_end()
+
+    def _in_flight(self) -> int:
+        with self.credit:
+            return self.sent - self.returned
+
+    def _send_batch(self, batch: list) -> bool:
+        """Send ``batch`` once fewer than max_in_flight are out; False when the run is closing."""
+        import ray.cloudpickle as pickle
+
+        with self.credit:
+            while self.sent - self.returned >= self.max_in_flight and not self.closing.is_set():
+                self.credit.wait(0.25)
+        if self.closing.is_set():
+            return False
+        number = self.sent
+        self.kept[number] = batch
+        row = (number, pickle.dumps([_travelling(item) for item in batch]))
+        for item in batch:
+            if isinstance(item, PageToPrepare):
+                item.page.html = b""  # on its way; the driver keeps only the page's metadata
+        with self.credit:
+            self.sent += 1
+        return self._put(row)
 
     def _put(self, row: Any) -> bool:
         from ray.util.queue import Full
