@@ -1,16 +1,19 @@
 """Distributed ingest benchmark: pages/s of `engine index` locally and on Ray (1 and 2 embedding actors),
 Ray's own overhead, and the one writer's rate — in one run, on one machine state.
 
-    .venv/bin/python benchmarks/distributed.py [--copies 12] [--clip random|off] [--json]
+    .venv/bin/python benchmarks/distributed.py [--copies 6,24] [--clip random|off] [--json]
 
-The corpus is benchmarks/ingest.py's (the example pages made unique, 8 per copy). Each run indexes
-it into a fresh store; the models are loaded and warmed once before timing the local run, while a
-Ray run pays what a real one pays: starting a local Ray instance, each actor loading its models.
+The corpus is benchmarks/ingest.py's (the example pages made unique, 8 per copy), at two sizes.
+Each run indexes it into a fresh store; the models are loaded and warmed once before timing the
+local runs, while a Ray run pays what a real one pays: starting a local Ray instance, its workers
+importing the engine, each actor loading its models. Two sizes separate the two costs: the
+marginal rate, (pages of the larger − the smaller) / (its seconds − the smaller's), is the
+throughput once running; what the smaller run took beyond its pages at that rate is the fixed cost.
 
 - local: the default pipeline (one process: a preparing thread, the writer embedding).
 - ray, N actors: `--executor ray` on a local instance (ray.num_cpus = N + 1 logical CPUs, so the
   preparing tasks always have a slot; on this 2-core machine 2 actors oversubscribe the cores).
-- Ray start: ray.init + shutdown alone, what every Ray run adds.
+- Ray start: ray.init + shutdown alone, part of every Ray run's fixed cost.
 - writer: the same pages, embedded beforehand, written into a fresh store by the writer alone
   (SQLite here, or --database-url): the rate no number of encoders can push a run past.
 """
@@ -32,11 +35,12 @@ TOPICS = ["coffee", "space exploration"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=12)
+    parser.add_argument("--copies", default="6,24", help="two corpus sizes, in copies of the 8 example pages")
     parser.add_argument("--clip", choices=("off", "random"), default="off")
     parser.add_argument("--database-url", default="", help="also time the writer on this PostgreSQL database (must be empty)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    small, large = sorted(int(c) for c in args.copies.split(","))
 
     from benchmarks.ingest import build_corpus
     from engine.config import ClipConfig, Config, IndexConfig, RayConfig, StoreConfig, TextModelConfig
@@ -44,9 +48,11 @@ def main() -> None:
     from engine.kb import KnowledgeBase
 
     work = Path(tempfile.mkdtemp(prefix="engine-distributed-"))
-    pages = work / "pages"
-    pages.mkdir()
-    n_pages = build_corpus(pages, args.copies)
+    corpora = {}
+    for copies in (small, large):
+        folder = work / f"pages-{copies}"
+        folder.mkdir()
+        corpora[copies] = (folder, build_corpus(folder, copies))
     text_config = TextModelConfig(onnx_cache=str(work / "onnx"))
     clip_config = (
         ClipConfig(pretrained="", random_weights=True, runtime="torch") if args.clip == "random" else ClipConfig(enabled=False)
@@ -54,26 +60,28 @@ def main() -> None:
     text = build_text_encoder(text_config)
     clip = load_clip_encoder(clip_config) if args.clip == "random" else None
 
-    def config(name: str, **ray) -> Config:
-        return Config(store=StoreConfig(work / name), text=text_config, clip=clip_config,
-                      index=IndexConfig(), ray=RayConfig(**ray))
-
-    def index(name: str, executor: str, **ray) -> tuple[float, dict]:
-        with KnowledgeBase(config(name, **ray), text_encoder=text, clip_encoder=clip) as kb:
+    def index(name: str, pages: Path, executor: str, **ray) -> tuple[float, dict]:
+        config = Config(store=StoreConfig(work / name), text=text_config, clip=clip_config, index=IndexConfig(), ray=RayConfig(**ray))
+        with KnowledgeBase(config, text_encoder=text, clip_encoder=clip) as kb:
             started = time.perf_counter()
-            report = kb.index(TOPICS, [pages], executor=executor)
-            return time.perf_counter() - started, report.to_dict()
+            report = kb.index(TOPICS, [pages], executor=executor).to_dict()
+            return time.perf_counter() - started, report
 
-    index("warm", "local")  # loads and warms the encoders (and exports the ONNX model) once
+    index("warm", corpora[small][0], "local")  # loads and warms the encoders (and exports the ONNX model) once
+    executors = {"local": ("local", {}), **{f"ray, {n} actor{'s' * (n > 1)}": ("ray", {"embed_actors": n, "num_cpus": n + 1}) for n in (1, 2)}}
     results: dict[str, dict] = {}
-    seconds, report = index("local", "local")
-    results["local"] = {"seconds": seconds, "pages": report["pages"], "chunks": report["chunks_added"]}
-    for actors in (1, 2):
-        seconds, report = index(f"ray{actors}", "ray", embed_actors=actors, num_cpus=actors + 1)
-        results[f"ray, {actors} actor{'s' * (actors > 1)}"] = {"seconds": seconds, "pages": report["pages"], "chunks": report["chunks_added"]}
-    for row in results.values():
-        row["pages_per_s"] = n_pages / row["seconds"]
-    same = len({json.dumps(r["pages"], sort_keys=True) + str(r["chunks"]) for r in results.values()}) == 1
+    outcomes = set()
+    for name, (executor, ray_settings) in executors.items():
+        runs = {}
+        for copies, (pages, n_pages) in corpora.items():
+            seconds, report = index(f"{executor}{ray_settings.get('embed_actors', '')}-{copies}", pages, executor, **ray_settings)
+            runs[copies] = (n_pages, seconds)
+            outcomes.add((copies, json.dumps(report["pages"], sort_keys=True), report["chunks_added"]))
+        (n_small, t_small), (n_large, t_large) = runs[small], runs[large]
+        rate = (n_large - n_small) / (t_large - t_small)
+        results[name] = {"seconds": {str(n): s for n, s in runs.values()}, "marginal_pages_per_s": rate,
+                         "fixed_s": t_small - n_small / rate, "whole_run_pages_per_s": n_large / t_large}
+    same = len(outcomes) == 2  # one outcome per corpus size, whatever the executor
 
     import ray
 
@@ -82,18 +90,22 @@ def main() -> None:
     ray.shutdown()
     ray_start = time.perf_counter() - started
 
+    pages = corpora[large][0]
     writer = {"sqlite": writer_rate(work / "writer", pages, text, clip, text_config, clip_config, "")}
     if args.database_url:
         writer["postgresql"] = writer_rate(work / "writer-pg", pages, text, clip, text_config, clip_config, args.database_url)
 
-    summary = {"pages": n_pages, "clip": args.clip, "runs": results, "same_store": same, "ray_start_s": ray_start,
-               "writer_pages_per_s": writer}
+    summary = {"clip": args.clip, "runs": results, "same_store": same, "ray_start_s": ray_start, "writer_pages_per_s": writer}
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{n_pages} pages, CLIP {args.clip}; every run stored the same pages and chunks: {same}")
+    sizes = " and ".join(str(n) for _, n in corpora.values())
+    print(f"{sizes} pages, CLIP {args.clip}; every executor stored the same pages and chunks: {same}")
+    local = results["local"]["marginal_pages_per_s"]
     for name, row in results.items():
-        print(f"  {name:<14} {row['seconds']:7.1f} s  {row['pages_per_s']:6.2f} pages/s  ({row['pages_per_s'] / results['local']['pages_per_s']:.2f}× local)")
+        seconds = ", ".join(f"{n} pages {s:.1f} s" for n, s in row["seconds"].items())
+        print(f"  {name:<14} {seconds}: {row['marginal_pages_per_s']:5.2f} pages/s once running "
+              f"({row['marginal_pages_per_s'] / local:.2f}× local), fixed cost {row['fixed_s']:4.1f} s")
     print(f"  Ray start + shutdown alone: {ray_start:.1f} s")
     for name, rate in writer.items():
         print(f"  the writer alone ({name}): {rate:.0f} pages/s")

@@ -130,3 +130,23 @@ def test_an_unknown_executor_is_refused_before_anything_is_written(tmp_path, exa
             kb.index(["coffee"], [examples_dir / "pages"], executor="spark")
         with kb.store.reading() as conn:
             assert conn.execute(select(documents.c.id)).all() == []
+
+
+def test_a_stopped_ray_run_commits_whole_pages_and_the_next_run_finishes(tmp_path, examples_dir, text_encoder, local_ray):
+    import threading
+
+    pages = corpus(tmp_path, examples_dir)
+    stop = threading.Event()
+    config = make_config(tmp_path, docs_per_batch=1)
+    with KnowledgeBase(config, text_encoder=text_encoder) as kb:
+        first = kb.index(["coffee"], [pages], executor="ray", stop_requested=stop, on_progress=lambda p: stop.set())
+        assert first.interrupted
+        stopped_at = sum(first.pages.values())
+        assert 1 <= stopped_at < 9
+        with kb.store.reading() as conn:
+            assert len(conn.execute(select(documents.c.id)).all()) == first.pages["added"]
+        assert kb.check().problems == []
+        again = kb.index(["coffee"], [pages], executor="ray")
+        assert not again.interrupted
+        assert again.pages["added"] == 9 - first.pages["added"] and again.pages.get("unchanged", 0) == first.pages["added"]
+        assert store_counts(kb)["documents"] == 9
