@@ -6,6 +6,10 @@ decoding overlap the encoders; the main thread embeds batches and is the one wri
 it commits each page in its own short transaction, and the producer's bookkeeping (a
 crawl's frontier) in order with the pages around it. Interrupted or killed, a run loses
 at most the pages not yet committed; the next run skips what is stored.
+
+An :class:`Executor` decides where pages are prepared and embedded: here (the default), or on
+a Ray cluster (indexer/distributed), which hands the pages back embedded, in order, to the
+same writer.
 """
 
 from __future__ import annotations
