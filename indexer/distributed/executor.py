@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,12 @@ from indexer.write import EmbeddedPage
 # CPU a preparing task reserves: trafilatura and Pillow, mostly short.
 PREPARE_CPUS = 0.5
 BATCHES_IN_FLIGHT = 8  # the driver's queue into the cluster; Ray Data bounds the stages after it
+# Ray Data passes a streaming read task's block on only once the task yields the next one, so the
+# last batch sent would wait for the next (a deadlock when the sender waits for it, a delay when a
+# crawl pauses). While batches are out and nothing new goes, an empty marker row every PUSH_EVERY
+# seconds pushes them through; every stage passes it and the driver drops it.
+PUSH = -1
+PUSH_EVERY = 0.5
 _FINISHED = object()
 
 
@@ -93,6 +100,7 @@ class _Pipeline:
         self.max_in_flight = 2 * executor.actors + 1
         self.batch_size = executor.config.index.docs_per_batch
         self.credit = threading.Condition()
+        self.last_sent_at = 0.0
         self.closing = threading.Event()
 
     def run(self, batches: Iterator[list]) -> Iterator[list]:
@@ -114,7 +122,8 @@ class _Pipeline:
                 if got is _FINISHED:
                     break
                 for row in got:
-                    heapq.heappush(waiting, row)
+                    if row[0] != PUSH:
+                        heapq.heappush(waiting, row)
                 while waiting and waiting[0][0] == next_batch:
                     number, blob = heapq.heappop(waiting)
                     next_batch += 1
@@ -137,6 +146,8 @@ class _Pipeline:
             pending: list = []
             for batch in batches:  # [] now and then while the producer is idle: a chance to send
                 pending.extend(batch)
+                if not batch:
+                    self._push()
                 while pending and (len(pending) >= self.batch_size or self._in_flight() < self.max_in_flight):
                     batch, pending = pending[: self.batch_size], pending[self.batch_size :]
                     if not self._send_batch(batch):
@@ -156,9 +167,10 @@ class _Pipeline:
         """Send ``batch`` once fewer than max_in_flight are out; False when the run is closing."""
         import ray.cloudpickle as pickle
 
-        with self.credit:
-            while self.sent - self.returned >= self.max_in_flight and not self.closing.is_set():
+        while self._in_flight() >= self.max_in_flight and not self.closing.is_set():
+            with self.credit:
                 self.credit.wait(0.25)
+            self._push()
         if self.closing.is_set():
             return False
         number = self.sent
@@ -169,7 +181,21 @@ class _Pipeline:
                 item.page.html = b""  # on its way; the driver keeps only the page's metadata
         with self.credit:
             self.sent += 1
+        self.last_sent_at = time.monotonic()
         return self._put(row)
+
+    def _push(self) -> None:
+        """Send a marker row if batches are out and nothing was sent for PUSH_EVERY seconds."""
+        import ray.cloudpickle as pickle
+        from ray.util.queue import Full
+
+        if self._in_flight() == 0 or time.monotonic() - self.last_sent_at < PUSH_EVERY:
+            return
+        try:
+            self.into_cluster.put((PUSH, pickle.dumps([])), timeout=0.25)
+        except Full:
+            return  # the queue is full: batches are moving anyway
+        self.last_sent_at = time.monotonic()
 
     def _put(self, row: Any) -> bool:
         from ray.util.queue import Full

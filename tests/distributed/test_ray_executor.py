@@ -150,3 +150,39 @@ def test_a_stopped_ray_run_commits_whole_pages_and_the_next_run_finishes(tmp_pat
         assert not again.interrupted
         assert again.pages["added"] == 9 - first.pages["added"] and again.pages.get("unchanged", 0) == first.pages["added"]
         assert store_counts(kb)["documents"] == 9
+
+
+def test_each_page_is_written_while_the_producer_waits_for_it(tmp_path, examples_dir, text_encoder, local_ray, monkeypatch):
+    """A producer that pauses (a crawl between fetches) must not leave its last pages in the cluster."""
+    import sqlite3
+    import time
+
+    from indexer.pipeline import LocalInputs
+
+    produce = LocalInputs.produce
+    waited: list[float] = []
+
+    def documents(db) -> int:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+
+    def one_at_a_time(self, store, config, emit, stop) -> None:
+        db = store.root / "engine.db"
+
+        def emit_and_wait(item) -> None:
+            before = documents(db)
+            emit(item)
+            started = time.monotonic()
+            while documents(db) == before and time.monotonic() - started < 120:
+                time.sleep(0.05)
+            waited.append(time.monotonic() - started)
+
+        produce(self, store, config, emit_and_wait, stop)
+
+    monkeypatch.setattr(LocalInputs, "produce", one_at_a_time)
+    with KnowledgeBase(make_config(tmp_path), text_encoder=text_encoder) as kb:
+        report = kb.index(["coffee"], [examples_dir / "pages"], executor="ray")
+    assert report.pages == {"added": 8}
+    # The first wait includes the cluster starting (workers, models); after it, each page is written
+    # within seconds, not when the next one is sent.
+    assert len(waited) == 8 and max(waited[1:]) < 15, waited
