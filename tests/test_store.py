@@ -84,53 +84,6 @@ def test_faiss_file_is_reconciled_with_sqlite_on_open(tmp_path):
         assert ids[0, 0] == 8 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_reader_catches_up_on_the_ids_a_writer_changed_without_reading_every_id(tmp_path, monkeypatch):
-    rng = np.random.default_rng(2)
-    vectors = unit(rng, 30)
-    writer = Store(tmp_path)
-    writer.acquire_write_lock()
-    writer.index(TEXT_SPACE, DIM)
-    put(writer, list(range(1, 21)), vectors[:20])
-    reader = Store(tmp_path)  # a long-lived reader (engine serve) with its index loaded
-    index = reader.index(TEXT_SPACE, DIM)
-    with writer.transaction() as conn:
-        writer.put_vectors(conn, TEXT_SPACE, list(range(21, 31)), vectors[20:])
-        writer.delete_vectors(conn, TEXT_SPACE, [1, 2, 3])
-        writer.put_vectors(conn, TEXT_SPACE, [4], vectors[29:30])  # a re-put id: its vector changes
-    writer.apply_committed()
-
-    def every_id(*args):
-        raise AssertionError("the reader read every id instead of the logged changes")
-
-    monkeypatch.setattr(reader, "ids_with_vectors", every_id)
-    assert reader.index(TEXT_SPACE, DIM) is index
-    assert sorted(index.ids().tolist()) == list(range(4, 31))
-    scores, ids = index.search(vectors[29:30], 2)
-    assert set(ids[0].tolist()) == {4, 30} and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
-    writer.close()
-    reader.close()
-
-
-def test_a_reader_older_than_the_change_log_compares_every_id(tmp_path, monkeypatch):
-    from engine.store import store as store_module
-
-    monkeypatch.setattr(store_module, "CHANGES_PRUNE_EVERY", 2)
-    monkeypatch.setattr(store_module, "CHANGES_KEPT", 1)
-    vectors = unit(np.random.default_rng(3), 10)
-    writer = Store(tmp_path)
-    writer.acquire_write_lock()
-    writer.index(TEXT_SPACE, DIM)
-    put(writer, [1, 2], vectors[:2])
-    reader = Store(tmp_path)
-    index = reader.index(TEXT_SPACE, DIM)
-    for n in range(3, 11):  # eight more versions: the log forgets the first ones
-        put(writer, [n], vectors[n - 1 : n])
-    assert reader.changes_between(TEXT_SPACE, index.version, writer.vector_version(TEXT_SPACE)) is None
-    assert sorted(reader.index(TEXT_SPACE, DIM).ids().tolist()) == list(range(1, 11))
-    writer.close()
-    reader.close()
-
-
 def test_up_to_date_file_opens_without_reconciling(tmp_path):
     with Store(tmp_path) as store:
         store.acquire_write_lock()
