@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -40,14 +41,22 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="also time the writer on this PostgreSQL database (must be empty)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    small, large = sorted(int(c) for c in args.copies.split(","))
 
+    work = Path(tempfile.mkdtemp(prefix="engine-distributed-"))
+    try:
+        summary = measure(args, work)
+    finally:  # each size's stores and corpora take ~100 MB: never leave them behind
+        shutil.rmtree(work, ignore_errors=True)
+    report(summary, args.json)
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
     from benchmarks.ingest import build_corpus
     from engine.config import ClipConfig, Config, IndexConfig, RayConfig, StoreConfig, TextModelConfig
     from engine.encoders.factory import build_text_encoder, load_clip_encoder
     from engine.kb import KnowledgeBase
 
-    work = Path(tempfile.mkdtemp(prefix="engine-distributed-"))
+    small, large = sorted(int(c) for c in args.copies.split(","))
     corpora = {}
     for copies in (small, large):
         folder = work / f"pages-{copies}"
@@ -95,19 +104,25 @@ def main() -> None:
     if args.database_url:
         writer["postgresql"] = writer_rate(work / "writer-pg", pages, text, clip, text_config, clip_config, args.database_url)
 
-    summary = {"clip": args.clip, "runs": results, "same_store": same, "ray_start_s": ray_start, "writer_pages_per_s": writer}
-    if args.json:
+    sizes = [n for _, n in corpora.values()]
+    return {"clip": args.clip, "pages": sizes, "runs": results, "same_store": same, "ray_start_s": ray_start,
+            "writer_pages_per_s": writer}
+
+
+def report(summary: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(summary, indent=2))
         return
-    sizes = " and ".join(str(n) for _, n in corpora.values())
-    print(f"{sizes} pages, CLIP {args.clip}; every executor stored the same pages and chunks: {same}")
+    sizes = " and ".join(str(n) for n in summary["pages"])
+    print(f"{sizes} pages, CLIP {summary['clip']}; every executor stored the same pages and chunks: {summary['same_store']}")
+    results = summary["runs"]
     local = results["local"]["marginal_pages_per_s"]
     for name, row in results.items():
         seconds = ", ".join(f"{n} pages {s:.1f} s" for n, s in row["seconds"].items())
         print(f"  {name:<14} {seconds}: {row['marginal_pages_per_s']:5.2f} pages/s once running "
               f"({row['marginal_pages_per_s'] / local:.2f}× local), fixed cost {row['fixed_s']:4.1f} s")
-    print(f"  Ray start + shutdown alone: {ray_start:.1f} s")
-    for name, rate in writer.items():
+    print(f"  Ray start + shutdown alone: {summary['ray_start_s']:.1f} s")
+    for name, rate in summary["writer_pages_per_s"].items():
         print(f"  the writer alone ({name}): {rate:.0f} pages/s")
 
 

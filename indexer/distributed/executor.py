@@ -15,6 +15,7 @@ import heapq
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -221,6 +222,9 @@ class _Pipeline:
     def _dataset(self) -> Any:
         from ray.data import ActorPoolStrategy, DataContext
 
+        # Ray Data counts the queue source's one input block and warns that 2+ actors cannot all be
+        # used; the block is a stream of rows, and every actor is used, so the warning misleads users.
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
         ray = self.executor.ray
         # One block per row (a driver batch): no merging of small blocks up to a size target.
         DataContext.get_current().target_max_block_size = 1
