@@ -156,8 +156,10 @@ class KnowledgeBase:
         executor = executor or self.config.index.executor
         if executor not in EXECUTORS:
             raise ConfigError(f"the executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        custom_discover = discover is not None
         if not paths:
             from indexer.crawl import discover_with_providers
+            from indexer.discover.registry import configured_endpoints
 
             discover = discover or discover_with_providers(self.config.discover)  # bad settings fail here
         store = self.store
@@ -169,7 +171,8 @@ class KnowledgeBase:
             from indexer.crawl import Crawl
 
             interval = every or self.config.crawl.watch_every_seconds
-            producer = Crawl(topic_ids, discover, watch_every=interval if watch else None)
+            trusted = None if custom_discover else configured_endpoints(self.config.discover)
+            producer = Crawl(topic_ids, discover, watch_every=interval if watch else None, trusted_endpoints=trusted)
 
         def make_embedder(ids: dict[str, int]) -> BatchEmbedder:
             text = self.text_encoder

@@ -36,7 +36,7 @@ from engine.store.store import Store
 from indexer import frontier
 from indexer.extract import ImageRef
 from indexer.fetch.fetcher import Fetcher, FetchResult
-from indexer.fetch.netguard import Resolver, system_resolver
+from indexer.fetch.netguard import GuardedTransport, Resolver, system_resolver, trusted_hosts
 from indexer.fetch.urls import page_url_problem
 from indexer.frontier import FrontierUrl, NewUrl
 from indexer.images import load_image
@@ -73,6 +73,8 @@ class Crawl:
         discover: how candidate URLs are found for a topic (:func:`discover_with_providers`).
         watch_every: None for one round per topic; else the seconds between a topic's rounds.
         resolver: host name → addresses for the SSRF guard (tests pass a stub).
+        trusted_endpoints: the discovery services the user configured (registry.configured_endpoints):
+            discovery may reach them on loopback or a private network; the pages they name may not.
     """
 
     def __init__(
@@ -81,11 +83,13 @@ class Crawl:
         discover: Discover,
         watch_every: float | None = None,
         resolver: Resolver = system_resolver,
+        trusted_endpoints: list[str] | None = None,
     ):
         self.topics = dict(topics)
         self.discover = discover
         self.watch_every = watch_every
         self.resolver = resolver
+        self.trusted_endpoints = list(trusted_endpoints or [])
         self._total = 0
 
     def estimate(self) -> int:
@@ -116,14 +120,19 @@ class _CrawlRun:
         self.finished: dict[int, frontier.TopicRound] = {}  # rounds this run ended
         self.loop: asyncio.AbstractEventLoop | None = None
         self.fetcher: Fetcher | None = None
+        self.discovery: httpx.AsyncClient | None = None
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         watcher = self.loop.create_task(self._cancel_on_stop(asyncio.current_task()))
         try:
             index = self.config.index
-            async with Fetcher(self.config.crawl, index.max_page_bytes, index.max_image_bytes, self.crawl.resolver) as fetcher:
+            async with (
+                Fetcher(self.config.crawl, index.max_page_bytes, index.max_image_bytes, self.crawl.resolver) as fetcher,
+                _discovery_client(self.config.crawl, self.crawl.resolver, self.crawl.trusted_endpoints) as discovery,
+            ):
                 self.fetcher = fetcher
+                self.discovery = discovery
                 first = True
                 while not self.stop.is_set():
                     due = self._due_topics(first)
@@ -223,9 +232,9 @@ class _CrawlRun:
             self.finished[topic_id] = frontier.TopicRound(topic_id, started_at, finished, next_at)
 
     async def _discover(self, topic: str) -> tuple[list[NewUrl], list[InputFailure]]:
-        assert self.fetcher is not None and self.fetcher.client is not None
+        assert self.discovery is not None
         try:
-            result = await self.crawl.discover(topic, self.fetcher.client)
+            result = await self.crawl.discover(topic, self.discovery)
         except InputError as exc:
             return [], [InputFailure("discovery", f"{exc.source} (topic {topic!r})", exc.reason)]
         except Exception as exc:  # noqa: BLE001 - a broken provider must not end the crawl of the others
@@ -438,6 +447,18 @@ class _CrawlRun:
         # The queue blocks when the encoders are behind; wait in a thread, not in the loop.
         assert self.loop is not None
         await self.loop.run_in_executor(self.pool, self.emit, item)
+
+
+def _discovery_client(config, resolver: Resolver, trusted_endpoints: list[str]) -> httpx.AsyncClient:  # noqa: ANN001 - CrawlConfig
+    """The client discovery talks to its services with: guarded like the crawl's, except that the
+    services the user configured may be on loopback or a private network."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(config.allow_private_addresses, resolver, trusted=trusted_hosts(trusted_endpoints)),
+        headers={"User-Agent": config.user_agent},
+        timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds),
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 class _ImageCache:

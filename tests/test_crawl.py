@@ -216,6 +216,54 @@ def test_a_crawl_refuses_private_addresses_by_default(tmp_path, text_encoder, si
     assert site.requests() == []
 
 
+def test_a_configured_search_service_on_loopback_is_reached_but_the_pages_it_names_are_guarded(tmp_path, text_encoder, site):
+    """The user's own SearxNG on 127.0.0.1 answers discovery; the loopback pages it returns are refused, each
+    with its reason, unless crawl.allow_private_addresses is on."""
+    from engine.config import DiscoverConfig
+
+    urls = serve_articles(site)
+    site.add("/search", json.dumps({"results": [{"url": u, "title": "t", "content": "c"} for u in urls]}),
+             content_type="application/json")
+    discover = DiscoverConfig(providers="searxng-web", searxng_url=site.url("/"))
+    with crawl_kb(tmp_path, text_encoder, crawl={"allow_private_addresses": False}) as kb:
+        kb.config = kb.config.replace(discover=discover)
+        report = kb.index(["coffee"])
+    assert not [f for f in report.failures if f.kind == "discovery"], report.failures
+    assert report.pages == {"failed": len(urls)}
+    assert all("127.0.0.1 is a loopback address" in f.reason and "allow_private_addresses" in f.reason for f in report.failures)
+    assert site.requests() and all(r.path.startswith("/search") for r in site.requests())  # no page was fetched
+
+
+def test_a_provider_that_breaks_is_its_own_failure_line_with_its_cause():
+    import asyncio
+
+    import httpx
+
+    from engine.config import DiscoverConfig
+    from indexer.discover.run import discover_topic
+
+    class Broken:
+        name, limit = "broken", 5
+
+        async def discover(self, topic, client, limit):
+            raise KeyError("results")
+
+    class Working:
+        name, limit = "working", 5
+
+        async def discover(self, topic, client, limit):
+            return [Candidate("https://example.org/a", "page", "working", 0)]
+
+    async def run():
+        async with httpx.AsyncClient() as client:
+            return await discover_topic("coffee", [Broken(), Working()], client, DiscoverConfig())
+
+    result = asyncio.run(run())
+    assert [c.url for c in result.candidates] == ["https://example.org/a"]
+    (failure,) = result.failures
+    assert failure.source == "broken" and failure.reason == "unexpected KeyError: 'results'"
+
+
 HOSTILE = {
     "/slow.html": ("timeout: no data for 1 s", "failed"),
     "/drip.html": ("timeout: the response took over crawl.fetch_deadline_seconds = 3 s", "failed"),

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from engine.errors import InputError
+from indexer.fetch.netguard import AddressRefused, ResolutionFailed
 
 
 async def fetch_bytes(
@@ -45,6 +46,8 @@ async def fetch_bytes(
                 if len(body) > max_bytes:
                     raise InputError(provider, f"{url} sent more than the {max_bytes} bytes allowed")
             return bytes(body)
+    except (AddressRefused, ResolutionFailed) as exc:
+        raise InputError(provider, f"{url} could not be fetched: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise InputError(provider, f"{url} timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:

@@ -38,6 +38,22 @@ def build_providers(config: DiscoverConfig) -> list[Provider]:
     return providers
 
 
+def configured_endpoints(config: DiscoverConfig) -> list[str]:
+    """The service URLs the user configured for the listed providers: discovery may reach them even
+    on loopback or a private network (what they return is still guarded)."""
+    names = provider_names(config.providers)
+    urls: list[str] = []
+    if any(n.startswith("wikipedia") for n in names):
+        urls += [config.wikipedia_api_url]
+    if any(n.startswith("searxng") for n in names):
+        urls += [config.searxng_url.strip()]
+    if "feeds" in names:
+        urls += [u.strip() for u in config.feed_urls.split(",") if u.strip()]
+    if "sitemaps" in names:
+        urls += [u.strip() for u in config.sitemap_urls.split(",") if u.strip()]
+    return [u for u in urls if u]
+
+
 def provider_names(setting: str) -> list[str]:
     """``discover.providers`` expanded: groups to their members, duplicates dropped, order kept."""
     known = {member for members in GROUPS.values() for member in members}

@@ -43,8 +43,8 @@ async def discover_topic(
     per canonical URL (the first, with its provider and rank), and cut to
     ``config.max_pages_per_topic`` pages and ``config.max_images_per_topic`` images.
 
-    A provider's InputError is recorded in ``failures`` and the others' results are kept;
-    any other exception is a bug and propagates (the remaining searches are cancelled).
+    A provider's failure is recorded in ``failures`` (an InputError naming it, with the real
+    cause, never an exception group) and the others' results are kept.
 
     Raises:
         InputError("topic", reason): the topic is empty.
@@ -88,4 +88,6 @@ async def _run(provider: Provider, topic: str, client: httpx.AsyncClient) -> lis
         found = await provider.discover(topic, client, provider.limit)
     except InputError as exc:
         return exc
+    except Exception as exc:  # noqa: BLE001 - reported as this provider's own failure, the others go on
+        return InputError(provider.name, f"unexpected {type(exc).__name__}: {exc}")
     return found[: provider.limit]  # a provider that over-delivers does not crowd out the others

@@ -95,12 +95,23 @@ def checked_addresses(host: str, addresses: Iterable[str], allow_private: bool) 
     return addresses
 
 
+def trusted_hosts(urls: Iterable[str]) -> frozenset:
+    """(host, port) of URLs the user configured: they may be on a private network or loopback."""
+    hosts = set()
+    for url in urls:
+        parsed = httpx.URL(url)
+        if parsed.host:
+            hosts.add((parsed.host.lower(), parsed.port or (443 if parsed.scheme == "https" else 80)))
+    return frozenset(hosts)
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting only to addresses the guard accepts."""
 
-    def __init__(self, allow_private: bool, resolver: Resolver = system_resolver):
+    def __init__(self, allow_private: bool, resolver: Resolver = system_resolver, trusted: frozenset = frozenset()):
         self.allow_private = allow_private
         self.resolver = resolver
+        self.trusted = trusted  # (host, port) the user configured (discovery endpoints): private allowed
         self._backend = httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
@@ -110,7 +121,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except ValueError:
             addresses = await self.resolver(host, port)
         last_error: Exception | None = None
-        for address in checked_addresses(host, addresses, self.allow_private):
+        allow_private = self.allow_private or (host.lower(), port) in self.trusted
+        for address in checked_addresses(host, addresses, allow_private):
             try:
                 return await self._backend.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
@@ -130,7 +142,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport over a :class:`GuardedBackend` (no proxies)."""
 
-    def __init__(self, allow_private: bool, resolver: Resolver = system_resolver, limits: httpx.Limits | None = None):
+    def __init__(
+        self,
+        allow_private: bool,
+        resolver: Resolver = system_resolver,
+        limits: httpx.Limits | None = None,
+        trusted: frozenset = frozenset(),
+    ):
         limits = limits or httpx.Limits()
         super().__init__(trust_env=False, limits=limits)
         # httpx offers no hook for the network backend; the pool it built is replaced by the
@@ -140,5 +158,5 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allow_private, resolver),
+            network_backend=GuardedBackend(allow_private, resolver, trusted),
         )
