@@ -101,8 +101,9 @@ def knowledge_base(ctx: typer.Context) -> Iterator:
 def index(
     ctx: typer.Context,
     topics: Optional[Path] = typer.Option(None, "--topics", help="File with one topic per line (# comments)."),
-    sources: Optional[list[Path]] = typer.Option(
-        None, "--from", help="Saved-pages folder, HTML file or WARC/ARC; repeatable. Without it, crawl the web."
+    sources: Optional[list[str]] = typer.Option(
+        None, "--from", help="Saved-pages folder, HTML file, WARC/ARC, page/feed/sitemap URL, or .txt list of URLs; "
+        "repeatable. Without it, crawl the web.",
     ),
     watch: bool = typer.Option(False, "--watch", help="Keep crawling: each topic again every --every, until Ctrl-C."),
     every: Optional[str] = typer.Option(
@@ -116,6 +117,7 @@ def index(
     """Index pages and their images for topics: from saved pages (--from), or crawled from the web.
 
     Example: engine index --topics examples/topics.txt --from examples/pages
+    Example: engine index --topics my_topics.txt --from https://example.org/feed.xml --from urls.txt
     Example: engine index --topics my_topics.txt --watch --every 30m
     Example: engine index --topics examples/topics.txt --from /shared/pages --executor ray
     """
@@ -381,6 +383,10 @@ def db_copy(
     else:
         out.print(f"copied {sum(report.rows.values())} rows in {len(report.rows)} tables to {report.target}", highlight=False)
         out.print("then use it: store.database_url (ENGINE_STORE_DATABASE_URL); the store folder keeps images and indexes")
+
+
+# Command modules that add their commands to `app` (each imports this module's helpers).
+from cli import export_cmd  # noqa: E402,F401
 
 
 def main() -> None:

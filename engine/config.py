@@ -214,6 +214,8 @@ class CrawlConfig:
     # Images fetched per page (the first ones in its main content); page and image sizes
     # are capped by index.max_page_bytes and index.max_image_bytes, after decompression.
     max_images_per_page: int = 10
+    # Pages indexed from one RSS/Atom feed or sitemap given as a --from URL (its first ones).
+    max_pages_per_listing: int = 200
     # `engine index --watch` re-crawls every topic this often unless --every says otherwise.
     watch_every_seconds: float = 3600.0
 

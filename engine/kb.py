@@ -116,7 +116,7 @@ class KnowledgeBase:
     def index(
         self,
         topics: list[str],
-        paths: list[Path] | None = None,
+        paths: list[Path | str] | None = None,
         on_progress: Callable | None = None,
         *,
         watch: bool = False,
@@ -125,8 +125,9 @@ class KnowledgeBase:
         stop_requested: threading.Event | None = None,
         executor: str | None = None,
     ):
-        """Index saved pages, HTML files and WARC archives under ``paths`` for ``topics``;
-        without ``paths``, crawl the web for ``topics`` (indexer/crawl.py).
+        """Index saved pages, HTML files and WARC archives under ``paths`` for ``topics``, and
+        ``paths`` that are http(s) URLs, ``.txt`` lists of them, feeds or sitemaps
+        (indexer/url_inputs.py); without ``paths``, crawl the web for ``topics`` (indexer/crawl.py).
 
         Args:
             watch: keep crawling, each topic again every ``every`` seconds (default
@@ -143,7 +144,7 @@ class KnowledgeBase:
         import numpy as np
 
         from indexer.embed import BatchEmbedder
-        from indexer.pipeline import LocalInputs, run_index
+        from indexer.pipeline import run_index
         from indexer.write import ensure_topics
 
         topics = [t.strip() for t in topics if t.strip()]
@@ -166,7 +167,7 @@ class KnowledgeBase:
         store.acquire_write_lock()
         topic_ids = ensure_topics(store, topics) if topics else {}
         if paths:
-            producer = None  # LocalInputs, once the executor says who prepares the pages
+            producer = None  # the inputs' producers, once the executor says who prepares the pages
         else:
             from indexer.crawl import Crawl
 
@@ -197,7 +198,7 @@ class KnowledgeBase:
 
         try:
             with self._executor(executor) as run_on:
-                producer = producer or LocalInputs(list(paths), prepare_pages=run_on.prepares_pages)
+                producer = producer or _input_producer(paths, run_on.prepares_pages)
                 return run_index(store, self.config, make_embedder, topic_ids, producer, on_progress, stop_requested, run_on)
         finally:
             store.release_write_lock()
@@ -373,6 +374,20 @@ class KnowledgeBase:
         from engine.store.database import current_revision
 
         return current_revision(self.store.engine) or "none"
+
+
+def _input_producer(paths: list[Path | str], prepare_pages: bool):  # noqa: ANN202 - an indexer.pipeline.Producer
+    """Saved pages and archives first, then URLs (given, or listed in .txt files; feeds, sitemaps)."""
+    from indexer.pipeline import InputsInOrder, LocalInputs
+    from indexer.url_lists import sort_inputs
+
+    inputs = sort_inputs(paths)
+    producers = [LocalInputs(inputs.paths, prepare_pages=prepare_pages)] if inputs.paths else []
+    if inputs.urls or inputs.failures:
+        from indexer.url_inputs import UrlInputs
+
+        producers.append(UrlInputs(inputs.urls, inputs.failures))
+    return producers[0] if len(producers) == 1 else InputsInOrder(producers)
 
 
 def _index_progress(on_progress: Callable | None, what: str) -> Callable[[int, int], None] | None:

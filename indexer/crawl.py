@@ -133,21 +133,25 @@ class _CrawlRun:
             ):
                 self.fetcher = fetcher
                 self.discovery = discovery
-                first = True
-                while not self.stop.is_set():
-                    due = self._due_topics(first)
-                    if due:
-                        await self._round(due)
-                    first = False
-                    if self.crawl.watch_every is None:
-                        return
-                    await asyncio.sleep(self._seconds_to_next_round())
+                await self._crawl()
         except asyncio.CancelledError:
             if not self.stop.is_set():
                 raise
         finally:
             watcher.cancel()
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _crawl(self) -> None:
+        """The topics' rounds: once each, or (watch) again and again until stopped."""
+        first = True
+        while not self.stop.is_set():
+            due = self._due_topics(first)
+            if due:
+                await self._round(due)
+            first = False
+            if self.crawl.watch_every is None:
+                return
+            await asyncio.sleep(self._seconds_to_next_round())
 
     async def _cancel_on_stop(self, task: asyncio.Task) -> None:
         while not self.stop.is_set():

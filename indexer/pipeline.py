@@ -131,6 +131,22 @@ class LocalExecutor:
         return batches
 
 
+class InputsInOrder:
+    """Several producers' inputs in one run, one producer after the other (saved pages, then URLs)."""
+
+    def __init__(self, producers: list[Producer]):
+        self.producers = producers
+
+    def estimate(self) -> int:
+        return sum(p.estimate() for p in self.producers)
+
+    def produce(self, store: Store, config: Config, emit: Emit, stop: threading.Event) -> None:
+        for producer in self.producers:
+            if stop.is_set():
+                return
+            producer.produce(store, config, emit, stop)
+
+
 @dataclass
 class IndexReport:
     """What a run did. ``pages``: added, updated, duplicate, unchanged, failed."""

@@ -171,11 +171,13 @@ def bad_inputs(tmp_path, examples_dir) -> dict:
     writer.write_record(record)
     (bad / "cut.warc").write_bytes(out.getvalue()[:-300])
 
-    (tmp_path / "notes.txt").write_text("given by name, with an extension the indexer does not read")
+    (tmp_path / "notes.md").write_text("given by name, with an extension the indexer does not read")
+    (tmp_path / "notes.txt").write_text("a .txt input is a list of URLs; this one names none\n")
     return {
         "folder": bad,
         "missing": tmp_path / "no-such-folder",
-        "unsupported": tmp_path / "notes.txt",
+        "unsupported": tmp_path / "notes.md",
+        "not_url_list": tmp_path / "notes.txt",
         "good_image_hash": hashlib.sha256(good_image).hexdigest(),
         "secret_hash": hashlib.sha256(secret).hexdigest(),
     }
@@ -188,7 +190,7 @@ def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pag
     documents_before = stored_documents(kb)
     assert before["text_vectors"] == before["chunks"] > 0
 
-    report = kb.index(topics(examples_dir), [bad_inputs["folder"], bad_inputs["missing"], bad_inputs["unsupported"]])
+    report = kb.index(topics(examples_dir), [bad_inputs["folder"], bad_inputs["missing"], bad_inputs["unsupported"], bad_inputs["not_url_list"]])
     assert not report.interrupted
 
     # Pages that could not be used at all.
@@ -202,7 +204,8 @@ def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pag
     assert "truncated archive record http://example.com/archived.html" in reason_for(report, "cut.warc@")
     assert reason_for(report, "no-such-folder") == "no such file or folder"
     assert "not an HTML file" in reason_for(report, str(bad_inputs["unsupported"]))
-    assert report.pages["failed"] == 8
+    assert reason_for(report, str(bad_inputs["not_url_list"])).startswith("not a URL list: no line is an http(s) URL")
+    assert report.pages["failed"] == 9
 
     # Images that were refused, each named by its URL and the page that shows it.
     assert "truncated" in reason_for(report, "truncated-photo_files/photo.jpg")
@@ -235,11 +238,11 @@ def test_bad_inputs_are_recorded_with_reasons_and_nothing_stored_is_lost(kb, pag
     # Every failure is in the failures table, under this run, and in the run's summary.
     run_id, rows = failure_rows(kb)
     assert rows == sorted((f.kind, f.origin, f.reason) for f in report.failures)
-    assert len(rows) == 15
+    assert len(rows) == 16
     with kb.store.reading() as conn:
         summary = json.loads(conn.execute(select(runs.c.summary).where(runs.c.id == run_id)).scalar_one())
-    assert summary["pages"]["failed"] == 8 and summary["images"]["failed"] == 7
-    assert len(summary["failures"]) == 15
+    assert summary["pages"]["failed"] == 9 and summary["images"]["failed"] == 7
+    assert len(summary["failures"]) == 16
 
     # Nothing stored before is lost.
     after = store_counts(kb)

@@ -37,38 +37,49 @@ class FeedEntries:
         self.topic_filter = topic_filter
 
     async def discover(self, topic: str, client: httpx.AsyncClient, limit: int) -> list[Candidate]:
-        import feedparser
-
         body = await fetch_bytes(client, self.name, self.feed_url, max_bytes=self.max_bytes)
-        feed = feedparser.parse(body, response_headers={"content-location": self.feed_url})
-        entries = feed.get("entries") or []
-        if not entries:
-            problem = feed.get("bozo_exception")
-            reason = f"not an RSS/Atom feed ({problem})" if problem else "the feed has no entries"
-            raise InputError(self.name, f"{self.feed_url}: {reason}")
-        terms = topic_terms(topic)
-        scored = []
-        for order, entry in enumerate(entries):
-            link = web_url(entry.get("link"), self.feed_url)
-            if not link:
-                continue
-            summary = plain_text(entry.get("summary"))
-            score = topic_score(terms, entry.get("title"), summary, url_words(link))
-            if score or not self.topic_filter:
-                scored.append((-score, order, entry, link, summary))
-        scored.sort(key=lambda item: item[:2])
-        candidates: list[Candidate] = []
-        for _, _, entry, link, summary in scored:
-            title = entry.get("title")
-            published = _iso_date(entry.get("published_parsed") or entry.get("updated_parsed"))
-            page = {"kind": "page", "title": title, "snippet": summary, "published": published}
-            found = [(link, page)] + [
-                (url, {"kind": "image", "title": title, "page_url": link, "published": published})
-                for url in _entry_images(entry, link)
-            ]
-            for url, fields in found[: max(0, limit - len(candidates))]:
-                candidates.append(Candidate(url, provider=self.name, rank=len(candidates), **fields))
-        return candidates
+        terms = topic_terms(topic) if self.topic_filter else None
+        return feed_candidates(body, self.feed_url, terms, limit, self.name)
+
+
+def feed_candidates(body: bytes, feed_url: str, terms: list[str] | None, limit: int, provider: str = "feeds") -> list[Candidate]:
+    """The pages (and their images) of a feed's entries that mention ``terms`` (all when None),
+    best match first, then feed order, up to ``limit`` candidates.
+
+    Raises:
+        InputError(provider, reason): not an RSS/Atom feed, or no entries.
+    """
+    import feedparser
+
+    # An XML content type: else feedparser flags a well-formed feed for the header it lacks.
+    feed = feedparser.parse(body, response_headers={"content-location": feed_url, "content-type": "application/xml"})
+    entries = feed.get("entries") or []
+    if not entries:
+        problem = feed.get("bozo_exception")
+        reason = f"not an RSS/Atom feed ({problem})" if problem else "the feed has no entries"
+        raise InputError(provider, f"{feed_url}: {reason}")
+    scored = []
+    for order, entry in enumerate(entries):
+        link = web_url(entry.get("link"), feed_url)
+        if not link:
+            continue
+        summary = plain_text(entry.get("summary"))
+        score = topic_score(terms, entry.get("title"), summary, url_words(link)) if terms is not None else 0
+        if score or terms is None:
+            scored.append((-score, order, entry, link, summary))
+    scored.sort(key=lambda item: item[:2])
+    candidates: list[Candidate] = []
+    for _, _, entry, link, summary in scored:
+        title = entry.get("title")
+        published = _iso_date(entry.get("published_parsed") or entry.get("updated_parsed"))
+        page = {"kind": "page", "title": title, "snippet": summary, "published": published}
+        found = [(link, page)] + [
+            (url, {"kind": "image", "title": title, "page_url": link, "published": published})
+            for url in _entry_images(entry, link)
+        ]
+        for url, fields in found[: max(0, limit - len(candidates))]:
+            candidates.append(Candidate(url, provider=provider, rank=len(candidates), **fields))
+    return candidates
 
 
 def _entry_images(entry: Any, link: str) -> list[str]:

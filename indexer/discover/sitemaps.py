@@ -61,20 +61,7 @@ class SitemapUrls:
         urls = sitemap.urls
         if sitemap.children:
             urls = await self._read_children(client, sitemap.children[: self.max_children])
-        terms = topic_terms(topic)
-        scored = []
-        for order, entry in enumerate(urls):
-            score = topic_score(terms, url_words(entry.loc), *entry.titles)
-            if score or not self.topic_filter:
-                scored.append((-score, order, entry))
-        scored.sort(key=lambda item: item[:2])
-        candidates: list[Candidate] = []
-        for _, _, entry in scored:
-            found = [(entry.loc, {"kind": "page", "published": entry.lastmod})]
-            found += [(image, {"kind": "image", "page_url": entry.loc}) for image in entry.images]
-            for url, fields in found[: max(0, limit - len(candidates))]:
-                candidates.append(Candidate(url, provider=self.name, rank=len(candidates), **fields))
-        return candidates
+        return sitemap_candidates(urls, topic_terms(topic) if self.topic_filter else None, limit, self.name)
 
     async def _read(self, client: httpx.AsyncClient, url: str) -> Sitemap:
         body = await fetch_bytes(client, self.name, url, max_bytes=self.max_bytes)
@@ -94,6 +81,24 @@ class SitemapUrls:
                 f"first: {failures[0].reason}",
             )
         return urls
+
+
+def sitemap_candidates(urls: list[SitemapUrl], terms: list[str] | None, limit: int, provider: str = "sitemaps") -> list[Candidate]:
+    """A sitemap's pages (and their images) whose address or titles mention ``terms`` (all when
+    None), best match first, then sitemap order, up to ``limit`` candidates."""
+    scored = []
+    for order, entry in enumerate(urls):
+        score = topic_score(terms, url_words(entry.loc), *entry.titles) if terms is not None else 0
+        if score or terms is None:
+            scored.append((-score, order, entry))
+    scored.sort(key=lambda item: item[:2])
+    candidates: list[Candidate] = []
+    for _, _, entry in scored:
+        found = [(entry.loc, {"kind": "page", "published": entry.lastmod})]
+        found += [(image, {"kind": "image", "page_url": entry.loc}) for image in entry.images]
+        for url, fields in found[: max(0, limit - len(candidates))]:
+            candidates.append(Candidate(url, provider=provider, rank=len(candidates), **fields))
+    return candidates
 
 
 def parse_sitemap(body: bytes, url: str, provider: str, max_bytes: int) -> Sitemap:

@@ -38,18 +38,21 @@ from indexer.fetch.politeness import HostGate
 from indexer.fetch.robots import ROBOTS_MAX_BYTES, RobotsPolicy
 from indexer.fetch.sniff import (
     image_refusal,
+    input_refusal,
     media_type,
     page_refusal,
     page_refusal_by_type,
 )
 
-Kind = Literal["page", "image", "robots"]
+Kind = Literal["page", "image", "robots", "input"]
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 ACCEPT = {
     "page": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
     "image": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
     "robots": "text/plain,*/*;q=0.1",
+    "input": "text/html,application/xhtml+xml,application/rss+xml,application/atom+xml,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.1",
 }
 
 
@@ -92,7 +95,7 @@ class Fetcher:
 
     def __init__(self, config: CrawlConfig, max_page_bytes: int, max_image_bytes: int, resolver: Resolver = system_resolver):
         self.config = config
-        self.max_bytes = {"page": max_page_bytes, "image": max_image_bytes, "robots": ROBOTS_MAX_BYTES}
+        self.max_bytes = {"page": max_page_bytes, "image": max_image_bytes, "robots": ROBOTS_MAX_BYTES, "input": max_page_bytes}
         self.gate = HostGate(config.per_host_concurrency, config.per_host_interval_seconds)
         self._slots = asyncio.Semaphore(max(1, config.concurrency))
         self._resolver = resolver
@@ -122,12 +125,12 @@ class Fetcher:
         Raises:
             FetchError: naming ``url`` and the reason (``outcome`` gone/skipped/failed).
         """
-        validators = {}
-        if etag:
-            validators["If-None-Match"] = etag
-        if last_modified:
-            validators["If-Modified-Since"] = last_modified
-        return await self._fetch(url, "page", validators)
+        return await self._fetch(url, "page", _conditional(etag, last_modified))
+
+    async def fetch_input(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        """GET a URL the user gave as an input: an HTML page, an RSS/Atom feed or a sitemap
+        (indexer/fetch/sniff.listing_kind tells them apart), with the page's rules and limits."""
+        return await self._fetch(url, "input", _conditional(etag, last_modified))
 
     async def fetch_image(self, url: str) -> FetchResult:
         """GET an image; the body is checked to be an image (Pillow checks the rest)."""
@@ -232,12 +235,13 @@ class Fetcher:
             raise FetchError(url, f"HTTP {status}: {response.reason_phrase} (no usable body)", status=status)
 
         declared = media_type(response.headers.get("content-type"))
-        if kind == "page":
-            refusal = page_refusal_by_type(declared)
+        if kind in ("page", "input"):
+            gzipped_listing = kind == "input" and declared in GZIP_TYPES  # sitemap.xml.gz
+            refusal = None if gzipped_listing else page_refusal_by_type(declared)
             if refusal:
                 raise FetchError(url, refusal, status=status)
         limit = self.max_bytes[kind]
-        what = {"page": "page", "image": "image", "robots": "robots.txt"}[kind]
+        what = {"page": "page", "image": "image", "robots": "robots.txt", "input": "page"}[kind]
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise FetchError(url, f"too large: {length} bytes is over the {limit}-byte {what} limit", status=status)
@@ -252,6 +256,8 @@ class Fetcher:
         body = b"".join(parts)
         if kind == "page":
             refusal = page_refusal(declared, body[:2048])
+        elif kind == "input":
+            refusal = input_refusal(declared, body[:2048])
         elif kind == "image":
             refusal = image_refusal(declared, body[:2048])
         else:
@@ -270,6 +276,16 @@ class Fetcher:
             headers={k.lower(): v for k, v in response.headers.items()},
             fetched_at=time.time(),
         )
+
+
+def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    """The headers that make a GET of a stored copy answer 304 when it has not changed."""
+    validators = {}
+    if etag:
+        validators["If-None-Match"] = etag
+    if last_modified:
+        validators["If-Modified-Since"] = last_modified
+    return validators
 
 
 def _retry_after(value: str | None) -> float | None:

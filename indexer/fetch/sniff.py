@@ -17,6 +17,8 @@ MAGIC = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "gzip data"),
 )
+# Root elements of the listings a --from URL may be (their entries are indexed as pages).
+LISTING_ROOTS = ((b"<urlset", "sitemap"), (b"<sitemapindex", "sitemap"), (b"<rss", "feed"), (b"<feed", "feed"), (b"<rdf:rdf", "feed"))
 HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<div", b"<p>", b"<article")
 
 
@@ -71,3 +73,26 @@ def image_refusal(declared: str, head: bytes) -> str | None:
     if declared.startswith("image/"):
         return None  # a format sniffing does not know; Pillow decides
     return f"not an image: Content-Type {declared or 'missing'}" + (f", body is {found}" if found else "")
+
+
+def listing_kind(head: bytes) -> str | None:
+    """"sitemap" or "feed" when ``head`` starts an XML sitemap (gzipped or not) or an RSS/Atom feed.
+
+    Checked before HTML: a feed's entries carry <title> and escaped markup that look like a page.
+    """
+    if head.startswith(b"\x1f\x8b"):
+        return "sitemap"  # sitemap.xml.gz; parse_sitemap refuses it if it is not one
+    text = head[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<?xml") or text.startswith(b"<"):
+        found = [(text.find(root), kind) for root, kind in LISTING_ROOTS if root in text]
+        if found and not text.startswith(b"<!doctype html") and not text.startswith(b"<html"):
+            return min(found)[1]
+    return None
+
+
+def input_refusal(declared: str, head: bytes) -> str | None:
+    """Why a --from URL's body is refused: it must be an HTML page, a feed or a sitemap."""
+    if listing_kind(head):
+        return None
+    refusal = page_refusal(declared, head)
+    return refusal and refusal.replace("not an HTML page", "not an HTML page, RSS/Atom feed or sitemap", 1)

@@ -1,0 +1,1 @@
+"""Keeping a knowledge base over months: forget, backup and restore, export."""
