@@ -203,6 +203,9 @@ def ask(
         None, "--min-alignment", help="Drop images whose CLIP alignment is below this ('off' keeps all)."
     ),
     images_only: bool = typer.Option(False, "--images-only", help="Answer with images and their captions only."),
+    new: bool = typer.Option(
+        False, "--new", help="Only what was added or changed since this question was last asked (asks are remembered)."
+    ),
     explain: bool = typer.Option(False, "--explain", help="Show the scores behind each sentence and image."),
     fmt: Format = typer.Option(Format.text, "--format", help="text, json, markdown or html (a self-contained page)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the answer to this file."),
@@ -212,6 +215,7 @@ def ask(
 
     Example: engine ask "how is coffee roasted" --style paragraph --format markdown --out answer.md
     Example: engine ask "how is coffee roasted" --server http://127.0.0.1:8000
+    Example: engine ask "coffee roasting" --new --format json
     """
     from cli.render import render_ask
     from engine.ask import AskRequest, Filters
@@ -234,6 +238,7 @@ def ask(
             images_only=images_only,
             abstractive=abstractive,
             language=lang,
+            new=new,
         )
         result = kb.ask(request)
         fetch_image = kb.image_bytes if server else None  # a server's image files are not on this machine
@@ -386,6 +391,7 @@ def db_copy(
 
 
 # Command modules that add their commands to `app` (each imports this module's helpers).
+from cli import forget_cmd  # noqa: E402,F401
 from cli import export_cmd  # noqa: E402,F401
 
 

@@ -42,9 +42,20 @@ def render_ask(result: AskResult, fmt: str, console: Console | None, explain: bo
 
 
 def nothing_found(result: AskResult) -> str:
+    if result.nothing_new:
+        return f"Nothing new since {result.new['since']}, when this was last asked."
     if result.nothing_relevant:
         return "Nothing relevant is stored for this question."
     return "No answer."
+
+
+def new_since(result: AskResult) -> str | None:
+    """`ask --new`: the line saying what the answer is drawn from."""
+    if not result.new or result.nothing_new:
+        return None
+    if result.new.get("since") is None:
+        return f"New to you: first asked now, so all {result.new['new_documents']} stored documents count."
+    return f"Only what is new since {result.new['since']}: {result.new['new_documents']} documents added or changed."
 
 
 def _cites(numbers: list[int]) -> str:
@@ -57,6 +68,8 @@ def _unsupported(sentence) -> str:  # noqa: ANN001 - SummarySentence
 
 def print_ask(console: Console, result: AskResult, explain: bool = False) -> None:
     console.print(f"[bold]{escape(result.query)}[/]\n")
+    if new_since(result):
+        console.print(f"[dim]{escape(new_since(result))}[/]\n")
     if not result.summary:
         console.print(nothing_found(result))
     if result.style == "paragraph" and result.summary:
@@ -120,6 +133,8 @@ def _parts(parts: dict) -> str:
 
 def ask_markdown(result: AskResult, explain: bool = False) -> str:
     lines = [f"# {_md(result.query)}", ""]
+    if new_since(result):
+        lines += [f"_{_md(new_since(result))}_", ""]
     if not result.summary:
         lines.append(nothing_found(result))
     if result.style == "paragraph" and result.summary:

@@ -7,7 +7,9 @@ FAISS and the encoders load on first use, so `engine status` needs none of them.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -229,9 +231,14 @@ class KnowledgeBase:
         Returns:
             engine.results.AskResult: its ``to_dict()`` is the JSON of ``engine ask --format json``.
         """
+        from engine.ask import memory
         from engine.ask.pipeline import Parts, answer
 
         request = question if isinstance(question, AskRequest) else AskRequest(question, **options)
+        asked_at = time.time()
+        last = memory.last_ask(self.store, request.question) if request.new else None
+        if last is not None:
+            request = replace(request, filters=replace(request.filters, added_after=last.asked_at))
         parts = Parts(
             config=self.config,
             store=self.store,
@@ -241,8 +248,16 @@ class KnowledgeBase:
             summarizer=lambda: self.summarizer,
             calibration=self.calibration,
         )
-        result = answer(parts, request)
-        result.notices.extend(n for n in self.notices if n not in result.notices)
+        new = memory.what_is_new(self.store, request.filters, self.config.index.topic_min_similarity, last) if request.new else None
+        if new is not None and last is not None and new["new_documents"] == 0:
+            result = AskResult(request.question, [], [], [], style=request.style or self.config.ask.style, new=new)
+        else:
+            result = answer(parts, request)
+            result.new = new
+        if request.new and last is None:
+            result.notices.append("the first time this is asked: every stored document counts as new")
+        unremembered = memory.remember(self.store, request.question, asked_at, [s.document_id for s in result.sources], request.new)
+        result.notices.extend(n for n in [*self.notices, unremembered] if n and n not in result.notices)
         return result
 
     def search(self, question: str, k: int | None = None):  # noqa: ANN201 - engine.search.SearchResult

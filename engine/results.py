@@ -84,6 +84,12 @@ class AskResult:
     # Images left out, by reason (below_min_alignment, near_duplicate).
     images_dropped: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
+    # `ask --new`: since (ISO 8601, None the first time), since_ts, new_documents (in the store since then).
+    new: dict[str, Any] | None = None
+
+    @property
+    def nothing_new(self) -> bool:
+        return bool(self.new) and self.new.get("since") is not None and self.new.get("new_documents") == 0
 
     @property
     def nothing_relevant(self) -> bool:
@@ -103,6 +109,7 @@ class AskResult:
             "notices": list(self.notices),
             "settings": dict(self.settings),
             "timings_ms": dict(self.timings_ms),
+            "new": self.new,
         }
 
     @classmethod
@@ -124,6 +131,7 @@ class AskResult:
             notices=list(data["notices"]),
             settings=dict(data["settings"]),
             timings_ms=dict(data["timings_ms"]),
+            new=data.get("new"),
         )
 
 

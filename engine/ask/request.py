@@ -34,9 +34,10 @@ class Filters:
     since: str | None = None  # ISO date; documents published on or after it
     until: str | None = None  # ISO date; documents published on or before it
     language: str | None = None  # e.g. "en": matches "en" and "en-GB"
+    added_after: float | None = None  # seconds since the epoch: documents stored (or changed) after it
 
     def any(self) -> bool:
-        return any((self.topic, self.source, self.since, self.until, self.language))
+        return any((self.topic, self.source, self.since, self.until, self.language, self.added_after is not None))
 
     def active(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -62,6 +63,8 @@ class AskRequest:
         images_only: answer with the best-aligned images, each described by its captions.
         abstractive: write the summary with the configured generator ([generate]).
         language: the summary's language.
+        new: answer only from documents added or changed since this question was last asked
+            (engine/ask/memory.py); the result's ``new`` says since when and how many.
     """
 
     question: str
@@ -76,6 +79,7 @@ class AskRequest:
     images_only: bool = False
     abstractive: bool | None = None
     language: str | None = None
+    new: bool = False
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "AskRequest":

@@ -166,6 +166,8 @@ def allowed_query(filters: Filters, topic_min_similarity: float):  # noqa: ANN20
     if filters.until:
         # "2024-05-01" must include "2024-05-01T10:00": compare against the day's end.
         allowed_documents = allowed_documents.where(documents.c.published <= filters.until + "\uffff")
+    if filters.added_after is not None:
+        allowed_documents = allowed_documents.where(documents.c.created_at > filters.added_after)
     if filters.language:
         lang = filters.language.lower()
         allowed_documents = allowed_documents.where((documents.c.language == lang) | documents.c.language.like(f"{lang}-%"))

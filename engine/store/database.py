@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Oldest first. The store refuses to open a revision not listed here (a newer engine wrote it).
 # Defined here, beside the check, so that checking needs no SQLAlchemy; engine.store.schema
 # (the tables, which do) has the same names.
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 # `migrations/` sits beside the `engine` package, in a checkout and in site-packages alike.

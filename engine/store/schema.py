@@ -8,6 +8,7 @@ migrated database and these definitions agree.
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -235,4 +236,18 @@ vector_changes = Table(
     Column("version", Integer, nullable=False),  # the space's vectors_version the change made
     Column("item_id", Integer, nullable=False),
     Index("ix_vector_changes_space_version", "space", "version"),
+)
+
+# -- asks remembered, for `engine ask --new` (migration 0005) ----------------------------------
+
+asks = Table(
+    "asks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("question", Text, nullable=False),
+    Column("question_key", Text, nullable=False),  # engine.ask.memory.question_key
+    Column("asked_at", Float, nullable=False),
+    Column("new_only", Boolean, nullable=False),
+    Column("cited", Text, nullable=False),  # JSON list of the document ids the answer cited
+    Index("ix_asks_question_key_asked_at", "question_key", "asked_at"),
 )
