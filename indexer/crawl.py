@@ -389,8 +389,7 @@ class _CrawlRun:
             nonlocal count
             if src.startswith("data:"):
                 raise InputError("data: URI", "inline image data is not fetched")
-            # A srcset ("a.jpg 1024w, b.jpg 300w") sometimes stands in for src: take its first URL.
-            url = urljoin(page_url, src.split()[0] if src.strip() else src)
+            url = urljoin(page_url, src)  # a srcset value in src is reduced to one URL by extract()
             count += 1
             if count > limit:
                 raise InputError(url, f"not fetched: the page shows more than crawl.max_images_per_page = {limit} images")

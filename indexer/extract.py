@@ -60,7 +60,7 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
     except (ValueError, etree.LxmlError, UnicodeError) as exc:
         raise InputError(origin, f"unparsable HTML: {exc}") from exc
     if doc is None or doc.body is None:
-        raise InputError(origin, "no main text found (empty or not an article page)")
+        raise InputError(origin, _no_text_reason(html))
 
     page_tree = _parse(html)
     figures = _figure_details(page_tree)
@@ -75,7 +75,7 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
                 paragraphs.append(text)
     text = "\n\n".join(paragraphs)
     if not text.strip():
-        raise InputError(origin, "no main text found (empty or not an article page)")
+        raise InputError(origin, _no_text_reason(html))
     if _only_link_text(page_tree, text):  # favor_recall keeps a lone menu as if it were content
         raise InputError(origin, "no main text found (only navigation links)")
 
@@ -86,12 +86,13 @@ def extract(html: bytes, page_url: str, origin: str) -> ExtractedPage:
     images = []
     seen = set()
     for attrs, before in pending:
-        src = (attrs.get("src") or "").strip()
+        raw = (attrs.get("src") or "").strip()
+        src = _one_url(raw)
         if not src or src in seen or src.startswith("data:"):
             continue
         seen.add(src)
         near = paragraphs[max(0, before - 1) : before + 1]
-        details = figures.get(src, {})
+        details = figures.get(raw, {})
         images.append(
             ImageRef(
                 src=src,
@@ -122,6 +123,23 @@ def _refuse_binary(html: bytes, origin: str) -> None:
         raise InputError(origin, "not HTML: the file holds binary data")
     if not html.strip():
         raise InputError(origin, "empty page")
+
+
+def _no_text_reason(html: bytes) -> str:
+    """Why no text came out: the parser gave up on tags nested too deep, or there is none."""
+    import lxml.html
+
+    parser = lxml.html.HTMLParser()
+    try:
+        lxml.html.fromstring(html, parser=parser)
+    except Exception:  # noqa: BLE001 - only its error log matters here
+        pass
+    # libxml2 stops at 256 levels, so a hostile page's text is lost: say so, not "empty".
+    if any("Excessive depth" in error.message for error in parser.error_log):
+        return "no main text found: tags nested deeper than the parser's 256-level limit"
+    if re.search(rb"<!ENTITY\s", html[:65536], re.IGNORECASE):  # a DTD's subset swallows the page
+        return "no main text found: the page declares XML entities (<!ENTITY>), which the HTML parser does not read"
+    return "no main text found (empty or not an article page)"
 
 
 def _parse(html: bytes):  # noqa: ANN202 - lxml tree or None
@@ -186,6 +204,15 @@ def _is_top_level(element) -> bool:  # noqa: ANN001 - lxml element
             return False
         parent = parent.getparent()
     return True
+
+
+def _one_url(src: str) -> str:
+    """The image URL of a src attribute; a srcset value in it ("a.jpg 1x, b.jpg 2x", as some
+    sites and lazy loaders write) gives its first candidate. URLs hold no spaces, so a space
+    marks a srcset; commas alone do not (image CDNs put them in paths: /w_300,h_200/a.jpg)."""
+    if src.startswith("data:") or not any(c.isspace() for c in src):
+        return src
+    return src.split()[0].rstrip(",")
 
 
 def _figure_details(tree) -> dict[str, dict[str, str | None]]:  # noqa: ANN001 - lxml tree or None

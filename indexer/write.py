@@ -96,10 +96,15 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         _upsert_source(conn, item, existing, now)
         put_topic_scores(conn, existing, item.topic_scores, now)
         if previous is not None and previous[0] == existing:
-            return WriteOutcome("unchanged")  # new bytes (ads, scripts), the same text
-        if previous is not None and previous[0] is not None:
-            _drop_if_unreferenced(store, conn, previous[0])
-        return WriteOutcome("duplicate")
+            outcome = WriteOutcome("unchanged")  # new bytes (ads, scripts, a new image), the same text
+        else:
+            if previous is not None and previous[0] is not None:
+                _drop_if_unreferenced(store, conn, previous[0])
+            outcome = WriteOutcome("duplicate")
+        # The same text may come with images the stored document lacks (one added to the page).
+        stored_chunks = list(conn.execute(select(chunks.c.id).where(chunks.c.document_id == existing).order_by(chunks.c.position)).scalars())
+        _link_images(store, conn, item, existing, stored_chunks, now, outcome)
+        return outcome
 
     doc_id = conn.execute(
         insert(conn, documents).values(
@@ -137,30 +142,38 @@ def write_page(store: Store, conn: Connection, item: EmbeddedPage) -> WriteOutco
         )
 
     outcome = WriteOutcome("updated" if previous is not None else "added", chunks_added=len(chunk_ids))
+    _link_images(store, conn, item, doc_id, chunk_ids, now, outcome)
+    put_topic_scores(conn, doc_id, item.topic_scores, now)
+    return outcome
+
+
+def _link_images(
+    store: Store, conn: Connection, item: EmbeddedPage, doc_id: int, chunk_ids: list[int], now: float, outcome: WriteOutcome
+) -> None:
+    """Store the page's images (once each, by content) and link them to ``doc_id``, counting them in ``outcome``."""
     for ref, data in item.images:
         image_id, is_new = _image_row(store, conn, data, now, item.image_captions.get(data.content_hash))
-        if is_new:
-            outcome.images_added += 1
-        else:
-            outcome.images_linked += 1
         vector = item.image_vectors.get(data.content_hash)
         if vector is not None and (is_new or not _has_vector(conn, CLIP_IMAGE_SPACE, image_id)):
             store.put_vectors(conn, CLIP_IMAGE_SPACE, [image_id], vector[None, :])
-        conn.execute(
+        position = chunk_holding(item.chunks, ref.char_offset)
+        linked = conn.execute(
             insert(conn, document_images)
             .values(
                 document_id=doc_id,
                 image_id=image_id,
-                chunk_id=chunk_ids[chunk_holding(item.chunks, ref.char_offset)] if chunk_ids else None,
+                chunk_id=chunk_ids[position] if position < len(chunk_ids) else None,
                 src_url=ref.url,
                 alt=ref.alt,
                 caption=ref.caption,
                 context=ref.context,
             )
             .on_conflict_do_nothing()
-        )
-    put_topic_scores(conn, doc_id, item.topic_scores, now)
-    return outcome
+        ).rowcount
+        if is_new:
+            outcome.images_added += 1
+        elif linked:  # a page stored again with the same images links nothing new
+            outcome.images_linked += 1
 
 
 def _upsert_source(conn: Connection, item: EmbeddedPage, doc_id: int, now: float) -> None:

@@ -618,3 +618,15 @@ def test_provider_names_expand_groups_once_in_order():
     assert provider_names("ddgs-news, wikipedia ,ddgs") == [
         "ddgs-news", "wikipedia-pages", "wikipedia-images", "ddgs-web", "ddgs-images",
     ]
+
+
+def test_pages_behind_image_candidates_count_against_the_page_cap():
+    # Each image is crawled with its page: three images on three other pages would be six pages.
+    pages = [Candidate(f"https://e.org/p{i}", "page", "web", i) for i in range(3)]
+    images = [Candidate(f"https://e.org/{i}.jpg", "image", "img", i, page_url=f"https://e.org/q{i}") for i in range(3)]
+    images.append(Candidate("https://e.org/shown-on-p0.jpg", "image", "img", 3, page_url="https://e.org/p0"))
+    merged = merge([pages, images], max_pages=4, max_images=10)
+    crawled = {c.url for c in merged if c.kind == "page"} | {c.page_url for c in merged if c.kind == "image"}
+    assert len(crawled) == 4
+    # an image on a page already taken needs no page slot
+    assert "https://e.org/shown-on-p0.jpg" in {c.url for c in merged}

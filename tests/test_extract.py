@@ -87,3 +87,19 @@ def test_image_offsets_still_point_into_the_text(shared_data, name):
     for image in doc.images:
         assert 0 <= image.char_offset <= len(doc.text)
         assert "\n" not in image.context
+
+
+def test_a_srcset_value_in_src_gives_one_image_url_and_commas_in_paths_are_kept():
+    html = (
+        b"<html><body><article><h1>Roasting coffee</h1>"
+        b"<p>Green coffee beans are roasted in a drum at about two hundred degrees until they turn brown and fragrant.</p>"
+        b"<p>The Maillard reaction creates aroma compounds and brown pigments during the roast of coffee beans.</p>"
+        b'<img src="img/d.jpg 1x, img/d2.jpg 2x" alt="d"><img src="https://cdn.example.org/w_300,h_200/e.jpg" alt="e">'
+        b"<p>First crack is heard when steam escapes from the beans and light roasts are stopped soon after it.</p>"
+        b"</article></body></html>"
+    )
+    page = extract(html, "https://example.org/coffee/p.html", "test")
+    assert [(i.src, i.url, i.alt) for i in page.images] == [
+        ("img/d.jpg", "https://example.org/coffee/img/d.jpg", "d"),
+        ("https://cdn.example.org/w_300,h_200/e.jpg", "https://cdn.example.org/w_300,h_200/e.jpg", "e"),
+    ]

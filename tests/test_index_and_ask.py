@@ -68,6 +68,22 @@ def test_changed_bytes_with_the_same_text_count_as_unchanged(kb, pages_copy, exa
     assert store_counts(kb) == before
 
 
+def test_an_image_added_to_a_page_whose_text_is_unchanged_is_stored_and_linked(kb, pages_copy, examples_dir):
+    import shutil
+
+    shutil.copy(pages_copy / "cat-behaviour_files" / "chelsea.jpg", pages_copy / "coffee-roasting_files" / "cat.jpg")
+    figure = '<img src="coffee-roasting_files/cat.jpg" alt="A cat beside the roaster">'
+    before, again = index_edit_reindex(kb, pages_copy, examples_dir, '<img src="coffee-roasting_files/coffee.jpg"',
+                                       figure + '<img src="coffee-roasting_files/coffee.jpg"')
+    assert again.pages["unchanged"] == 8 and again.images["linked"] == 1, again.to_dict()
+    after = store_counts(kb)
+    assert after["documents"] == before["documents"] and after["chunks"] == before["chunks"]
+    with kb.store.reading() as conn:
+        alts = set(conn.execute(select(document_images.c.alt)).scalars())
+    assert "A cat beside the roaster" in alts
+    assert kb.index(topics(examples_dir), [pages_copy]).images.get("linked", 0) == 0  # stored once
+
+
 def test_a_page_whose_text_changed_replaces_its_old_version(kb, pages_copy, examples_dir):
     before, again = index_edit_reindex(kb, pages_copy, examples_dir, "smell of hay", "smell of fresh straw")
     assert again.pages["updated"] == 1

@@ -63,11 +63,15 @@ async def discover_topic(
 
 
 def merge(per_provider: list[list[Candidate]], max_pages: int, max_images: int) -> list[Candidate]:
-    """Round-robin by rank over the providers' lists, first of each canonical URL, within the caps."""
-    caps = {"page": max_pages, "image": max_images}
-    taken = {"page": 0, "image": 0}
+    """Round-robin by rank over the providers' lists, first of each canonical URL, within the caps.
+
+    An image is crawled with the page it appears on, so that page counts against ``max_pages``
+    too: an image whose page would exceed it is left out.
+    """
     queues = [sorted(candidates, key=lambda c: c.rank) for candidates in per_provider]
     seen: set[str] = set()
+    pages: set[str] = set()  # pages the merged candidates will crawl, named or behind an image
+    images = 0
     merged: list[Candidate] = []
     for position in range(max((len(q) for q in queues), default=0)):
         for queue in queues:
@@ -75,10 +79,20 @@ def merge(per_provider: list[list[Candidate]], max_pages: int, max_images: int) 
                 continue
             candidate = queue[position]
             key = canonical_url(candidate.url)
-            if taken[candidate.kind] >= caps[candidate.kind] or key in seen:
+            if key in seen:
                 continue
+            if candidate.kind == "page":
+                if key not in pages and len(pages) >= max_pages:
+                    continue
+                pages.add(key)
+            else:
+                page = canonical_url(candidate.page_url) if candidate.page_url else None
+                if images >= max_images or (page is not None and page not in pages and len(pages) >= max_pages):
+                    continue
+                images += 1
+                if page is not None:
+                    pages.add(page)
             seen.add(key)
-            taken[candidate.kind] += 1
             merged.append(candidate)
     return merged
 
