@@ -311,6 +311,7 @@ def reindex(
     images: bool = typer.Option(False, "--images", help="Compute missing CLIP vectors (after weights appear)."),
     text: bool = typer.Option(False, "--text", help="Re-embed all chunks with the configured text model."),
     captions: bool = typer.Option(False, "--captions", help="Caption stored images that have none (caption.model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was rebuilt and computed as JSON."),
 ) -> None:
     """Rebuild the FAISS indexes from SQLite, optionally computing vectors first.
 
@@ -321,6 +322,9 @@ def reindex(
     with knowledge_base(ctx) as kb:
         with progress_bar(err, "reindexing") as on_progress:
             done = kb.reindex(images=images, text=text, on_progress=on_progress, captions=captions)
+        if as_json:
+            typer.echo(json.dumps(done, indent=2, default=str))
+            return
         for key, value in done.items():
             out.print(f"{key}: {value}")
 
@@ -360,13 +364,20 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
+def db_upgrade(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help='Print {"revision": ...} as JSON.'),
+) -> None:
     """Migrate the store to the newest schema (also done automatically on open).
 
     Example: engine db upgrade
     """
     with knowledge_base(ctx.parent) as kb:
-        out.print(f"schema revision: {kb.upgrade()}")
+        revision = kb.upgrade()
+    if as_json:
+        typer.echo(json.dumps({"revision": revision}))
+    else:
+        out.print(f"schema revision: {revision}")
 
 
 @db_app.command("copy")

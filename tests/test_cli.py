@@ -14,7 +14,25 @@ from engine.config import Config
 from engine.kb import KnowledgeBase
 
 runner = CliRunner()
-COMMANDS = [["index"], ["ask"], ["status"], ["check"], ["reindex"], ["serve"], ["db", "upgrade"]]
+
+
+def registered_commands() -> list[list[str]]:
+    """Every command the app has, sub-commands included: a new command is checked without a list to update."""
+    def name(command) -> str:  # noqa: ANN001 - typer.models.CommandInfo
+        return command.name or command.callback.__name__.replace("_", "-")
+
+    found = [[name(c)] for c in app.registered_commands]
+    for group in app.registered_groups:
+        found += [[group.name, name(c)] for c in group.typer_instance.registered_commands]
+    return found
+
+
+COMMANDS = registered_commands()
+
+
+def test_the_command_list_is_the_apps():
+    expected = [["index"], ["ask"], ["status"], ["check"], ["reindex"], ["serve"], ["forget"], ["export"], ["db", "upgrade"]]
+    assert all(c in COMMANDS for c in expected), COMMANDS
 
 
 def test_importing_the_cli_loads_no_model_library():
