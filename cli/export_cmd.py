@@ -62,14 +62,9 @@ def export(
     Example: engine export ./coffee --topic coffee --since 7d --json
     Example: engine export ./november --since 2026-11-01 --no-images
     """
-    from engine.keep.export import export_store
-
     with knowledge_base(ctx) as kb:
         cutoff = since_timestamp(since) if since is not None else None
-        report = export_store(
-            kb.store, target, topic=topic, since=cutoff, images=images,
-            topic_min_similarity=kb.config.index.topic_min_similarity,
-        )
+        report = kb.export(target, topic=topic, since=cutoff, images=images)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -34,11 +34,11 @@ def forget(
     Example: engine forget --topic "domestic cats"
     Example: engine forget --gone
     """
-    from engine.keep.forget import Selection, forget as forget_selection
+    from engine.keep.forget import Selection
 
     with knowledge_base(ctx) as kb:
         selection = Selection.parse(what or [], topic or [], gone=gone, prefix=prefix)
-        report = forget_selection(kb.store, selection, kb.config.index.topic_min_similarity, dry_run=dry_run)
+        report = kb.forget(selection, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

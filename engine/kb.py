@@ -260,6 +260,21 @@ class KnowledgeBase:
         result.notices.extend(n for n in [*self.notices, unremembered] if n and n not in result.notices)
         return result
 
+    def forget(self, selection, dry_run: bool = False):  # noqa: ANN001, ANN201 - engine.keep.forget types
+        """Remove what ``selection`` (engine.keep.forget.Selection) names, crash-safe; ``dry_run``
+        only plans it. Returns engine.keep.forget.ForgetReport."""
+        from engine.keep.forget import forget
+
+        return forget(self.store, selection, self.config.index.topic_min_similarity, dry_run=dry_run)
+
+    def export(self, target: Path, topic: str | None = None, since: float | None = None, images: bool = True):  # noqa: ANN201
+        """Write documents, chunks and images (JSON Lines, and the files) into ``target``; reads only.
+        Returns engine.keep.export.ExportReport."""
+        from engine.keep.export import export_store
+
+        return export_store(self.store, target, topic=topic, since=since, images=images,
+                            topic_min_similarity=self.config.index.topic_min_similarity)
+
     def search(self, question: str, k: int | None = None):  # noqa: ANN201 - engine.search.SearchResult
         """The ``k`` passages ``ask`` would retrieve for ``question``, ranked, with their sources; no summary.
 
