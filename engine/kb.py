@@ -256,7 +256,9 @@ class KnowledgeBase:
             result.new = new
         if request.new and last is None:
             result.notices.append("the first time this is asked: every stored document counts as new")
-        unremembered = memory.remember(self.store, request.question, asked_at, [s.document_id for s in result.sources], request.new)
+        unremembered = None
+        if request.remember:
+            unremembered = memory.remember(self.store, request.question, asked_at, [s.document_id for s in result.sources], request.new)
         result.notices.extend(n for n in [*self.notices, unremembered] if n and n not in result.notices)
         return result
 

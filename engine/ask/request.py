@@ -65,6 +65,8 @@ class AskRequest:
         language: the summary's language.
         new: answer only from documents added or changed since this question was last asked
             (engine/ask/memory.py); the result's ``new`` says since when and how many.
+        remember: record this ask (question, time, documents cited) for a later ``new``; off for
+            warm-ups and evaluations, which are not the user's questions.
     """
 
     question: str
@@ -80,6 +82,7 @@ class AskRequest:
     abstractive: bool | None = None
     language: str | None = None
     new: bool = False
+    remember: bool = True
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "AskRequest":

@@ -35,7 +35,7 @@ class WarmKnowledgeBase:
         """Load everything an ask uses (store, text model, CLIP, FAISS index, calibration) by asking once."""
         try:
             with self._lock:
-                self.kb.ask("warm up")
+                self.kb.ask("warm up", remember=False)
         except Exception as exc:  # noqa: BLE001 - any failure is reported by every request until restart
             log.exception("the knowledge base failed to load")
             self.failure = f"{type(exc).__name__}: {exc}"

@@ -89,3 +89,12 @@ def test_the_cli_says_plainly_when_nothing_is_new_and_json_carries_it(tmp_path, 
     assert "Nothing new since 20" in second.stdout and "when this was last asked" in second.stdout
     as_json = json.loads(runner.invoke(app, ["--store", store, "ask", QUESTION, "--new", "--format", "json"], env=env).stdout)
     assert as_json["new"]["new_documents"] == 0 and as_json["sources"] == [] and as_json["summary"] == []
+
+
+def test_an_ask_not_to_remember_leaves_no_trace(kb, examples_dir, tmp_path):
+    kb.index(["coffee"], [copy_pages(examples_dir, tmp_path / "a", "coffee-roasting")])
+    kb.ask("warm up", remember=False)
+    kb.ask(QUESTION, remember=False)
+    with kb.store.reading() as conn:
+        assert conn.execute(select(asks.c.id)).first() is None
+    assert kb.ask(QUESTION, new=True).new["since"] is None  # so the next --new is still the first
