@@ -83,7 +83,8 @@ def knowledge_base(ctx: typer.Context) -> Iterator:
             raise
         err.print(
             f"[bold red]StoreError[/]: the store's database {kb.config.store.path / 'engine.db'} could not be read "
-            f"({reason}); if it is damaged, restore it from a backup (the FAISS files are rebuilt from it)",
+            f"({reason}); if it is damaged, restore a backup: engine restore BACKUP (the current file is kept beside it); "
+            "damaged FAISS files alone need no backup: engine reindex rebuilds them from the database",
             highlight=False, markup=True,
         )
         raise typer.Exit(1) from None
@@ -402,6 +403,7 @@ def db_copy(
 
 
 # Command modules that add their commands to `app` (each imports this module's helpers).
+from cli import backup_cmd  # noqa: E402,F401
 from cli import forget_cmd  # noqa: E402,F401
 from cli import export_cmd  # noqa: E402,F401
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from engine.ask.request import AskRequest
 from engine.config import EXECUTORS, Config
-from engine.errors import ConfigError, ModelUnavailableError
+from engine.errors import ConfigError, ModelUnavailableError, StoreError
 from engine.results import AskResult, StatusReport
 from engine.store.health import CheckReport, check_store, status_at, store_status
 from engine.store.spaces import CLIP_IMAGE_SPACE, CLIP_TEXT_SPACE, TEXT_SPACE
@@ -402,9 +402,24 @@ class KnowledgeBase:
             store.release_write_lock()
 
     def upgrade(self) -> str:
-        """Migrate the store to the newest schema; return the revision now in force."""
+        """Migrate the store to the newest schema; return the revision now in force.
+
+        Raises:
+            StoreError: SQLite's quick check finds the database damaged (an upgrade reads only the
+                version table, so it would otherwise report a damaged store as fine).
+        """
+        from sqlalchemy import text
+
         from engine.store.database import current_revision
 
+        if self.store.engine.dialect.name == "sqlite":
+            with self.store.reading() as conn:
+                verdict = [row[0] for row in conn.execute(text("PRAGMA quick_check"))]
+            if verdict != ["ok"]:
+                raise StoreError(
+                    f"the store's database {self.store.db_path} is damaged ({'; '.join(verdict[:3])}); "
+                    "restore a backup: engine restore BACKUP"
+                )
         return current_revision(self.store.engine) or "none"
 
 
