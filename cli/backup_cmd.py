@@ -26,10 +26,8 @@ def backup(
 
     Example: engine backup /backups/kb-2024-06-01
     """
-    from engine.keep.backup import backup_store
-
     with knowledge_base(ctx) as kb:
-        report = backup_store(kb.config.store.path, path, kb.config.store.database_url or None)
+        report = kb.backup(path)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -58,10 +56,8 @@ def restore(
     Example: engine restore /backups/kb-2024-06-01
     Example: engine --store ./new-kb restore /backups/kb-2024-06-01 --dry-run
     """
-    from engine.keep.backup import restore_store
-
     with knowledge_base(ctx) as kb:
-        report = restore_store(path, kb.config.store.path, kb.config.store.database_url or None, dry_run=dry_run)
+        report = kb.restore(path, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

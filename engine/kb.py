@@ -277,6 +277,20 @@ class KnowledgeBase:
         return export_store(self.store, target, topic=topic, since=since, images=images,
                             topic_min_similarity=self.config.index.topic_min_similarity)
 
+    def backup(self, target: Path):  # noqa: ANN201 - engine.keep.backup.BackupReport
+        """A consistent copy of the store (database, the image files it names, FAISS caches) into ``target``,
+        while readers and a writer go on. Opens no Store: it must not migrate or repair what it copies."""
+        from engine.keep.backup import backup_store
+
+        return backup_store(self.config.store.path, target, self.config.store.database_url or None)
+
+    def restore(self, source: Path, dry_run: bool = False):  # noqa: ANN201 - engine.keep.backup.RestoreReport
+        """Verify the backup at ``source``, then put it in place of the store (the current database kept
+        beside it); works on a store too damaged to open, so call it before anything opens the store."""
+        from engine.keep.backup import restore_store
+
+        return restore_store(source, self.config.store.path, self.config.store.database_url or None, dry_run=dry_run)
+
     def search(self, question: str, k: int | None = None):  # noqa: ANN201 - engine.search.SearchResult
         """The ``k`` passages ``ask`` would retrieve for ``question``, ranked, with their sources; no summary.
 
