@@ -28,10 +28,10 @@ Encoders = Callable[[], tuple[Any, Any]]
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a job indexes: a crawl of ``topics``, or the files and folders under ``paths``."""
+    """What a job indexes: a crawl of ``topics``, or ``paths``: files and folders, or URLs (strings)."""
 
     topics: tuple[str, ...]
-    paths: tuple[Path, ...] = ()
+    paths: tuple[Path | str, ...] = ()
     crawl: bool = False
     origin: str = "api"
 

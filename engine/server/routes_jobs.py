@@ -16,6 +16,7 @@ from engine.errors import ConfigError
 from engine.server.jobs import JobQueue, JobSpec
 from engine.server.security import require_writer
 from engine.server.uploads import Upload, UploadRejected, limited, store_uploads
+from indexer.url_lists import is_url
 
 router = APIRouter()
 JOB_ID = PathParameter(pattern=r"^[0-9a-f]{12}$", description="A job's id, as POST /v1/index-jobs returned it.")
@@ -32,7 +33,7 @@ JOB_BODY = {
                     "properties": {
                         "topics": {"type": "array", "items": {"type": "string"}},
                         "crawl": {"type": "boolean", "description": "Crawl the web for the topics."},
-                        "paths": {"type": "array", "items": {"type": "string"}, "description": "Server-side files or folders."},
+                        "paths": {"type": "array", "items": {"type": "string"}, "description": "Server-side files or folders, or http(s) URLs of pages, feeds or sitemaps."},
                     },
                 },
                 "examples": {
@@ -136,9 +137,11 @@ def spec_from_json(body: Any) -> JobSpec:
     if not crawl and not paths:
         raise ConfigError('paths: give the server-side files or folders to index, or "crawl": true to crawl the topics')
     for n, path in enumerate(paths):
-        if not Path(path).exists():
+        if not is_url(path) and not Path(path).exists():
             raise ConfigError(f"paths[{n}]: no such file or folder on the server: {path!r}")
-    return JobSpec(clean_topics(topics), tuple(Path(p).resolve() for p in paths), crawl, origin="api")
+    # A URL stays a string: the crawler's fetcher and its SSRF guard decide what it may reach.
+    inputs = tuple(p.strip() if is_url(p) else Path(p).resolve() for p in paths)
+    return JobSpec(clean_topics(topics), inputs, crawl, origin="api")
 
 
 def _strings(body: dict, name: str) -> list[str]:

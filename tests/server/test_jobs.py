@@ -301,3 +301,18 @@ def test_serve_checks_its_watch_interval_before_it_starts(tmp_path, args, messag
     result = CliRunner().invoke(app, ["--store", str(tmp_path), *args])
 
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_job_takes_urls_and_the_guard_still_refuses_loopback_unless_allowed(tmp_path, text_encoder):
+    with LocalSite() as site:
+        url = site.add("/notes.html", page("Field notes", *WORDS[:3]))
+        with writable_server(tmp_path / "guarded", text_encoder) as served:
+            job = served.client.post("/v1/index-jobs", json={"topics": ["field notes"], "paths": [f"  {url} "]}).json()
+            assert job["spec"]["paths"] == [url]
+            done = served.wait(job["id"])
+            assert done["state"] == "succeeded" and done["report"]["pages"] == {"failed": 1}, done
+            [failure] = done["report"]["failures"]
+            assert "127.0.0.1 is a loopback address" in failure["reason"] and site.requests("/notes.html") == []
+        with writable_server(tmp_path / "allowed", text_encoder, crawl=LOCAL_CRAWL) as served:
+            done = served.wait(served.client.post("/v1/index-jobs", json={"topics": ["field notes"], "paths": [url]}).json()["id"])
+            assert done["report"]["pages"] == {"added": 1}, done
