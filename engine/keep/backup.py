@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from engine.errors import InputError, StoreError
+from engine.store.atomic import fsync_dir, fsync_tree
 from engine.store.database import HEAD_REVISION, KNOWN_REVISIONS
 from engine.store.spaces import SPACE_TABLE
 
@@ -144,11 +145,11 @@ def backup_store(root: Path, target: Path, database_url: str | None = None) -> B
             "files": {name: size for name, size in files.items() if not name.startswith("images/")},
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _fsync_tree(work)
+        fsync_tree(work)
         if target.exists():
             target.rmdir()  # empty (checked above); a rename onto it would need it gone on some systems
         os.replace(work, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -365,7 +366,7 @@ def restore_store(source: Path, root: Path, database_url: str | None = None, dry
         _remove_caches(root)
         moved = _move_aside(db_path, datetime.now().strftime("%Y%m%dT%H%M%S"))
         os.replace(incoming, db_path)  # the switch: the old database, or the restored one, never neither
-        _fsync_dir(root)
+        fsync_dir(root)
         for name in sorted(index_files, key=lambda n: n.endswith(".json")):  # files before the manifests naming them
             _copy_durably(source / name, root / name)
     return RestoreReport(**report, image_files_copied=copied, image_files_present=present, index_files=index_files,
@@ -529,20 +530,3 @@ def _copy_durably(source: Path, target: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        _fsync_dir(path)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 from sqlalchemy import Connection, and_, select, text
 
 from engine.errors import InputError, StoreError
+from engine.store.atomic import fsync_dir, fsync_tree
 from engine.store.schema import (
     chunks,
     document_images,
@@ -137,12 +138,12 @@ def export_store(
             "vectors": False,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _fsync_tree(staging)
+        fsync_tree(staging)
         _check_target(target)  # still empty: nobody wrote there meanwhile
         if target.exists():
             target.rmdir()  # empty, so the rename below can take its place
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -413,21 +414,3 @@ def _links_of(conn: Connection, image_ids: list[int], of_documents) -> dict[int,
 def _schema_revision(conn: Connection) -> str | None:
     # Opening the store migrated it, so the version table is there.
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush the staged files to disk before the rename makes them the export."""
-    for path in root.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -217,7 +217,7 @@ def test_restore_keeps_the_previous_database_aside(a_backup, tmp_path):
     assert invoke(other, "check").exit_code == 0
 
 
-@pytest.mark.parametrize("stop_in", ["_copy_images", "_remove_caches", "_move_aside", "_fsync_dir"])
+@pytest.mark.parametrize("stop_in", ["_copy_images", "_remove_caches", "_move_aside", "fsync_dir"])
 def test_a_restore_stopped_midway_leaves_the_old_store_or_the_new_one(store, tmp_path, monkeypatch, stop_in):
     import engine.keep.backup as keep
 
@@ -234,7 +234,7 @@ def test_a_restore_stopped_midway_leaves_the_old_store_or_the_new_one(store, tmp
     real = getattr(keep, stop_in)
 
     def stop(*args, **kwargs):  # noqa: ANN002, ANN003
-        if stop_in == "_fsync_dir":
+        if stop_in == "fsync_dir":
             real(*args, **kwargs)  # just after the switch
         raise KeyboardInterrupt
 
@@ -244,7 +244,7 @@ def test_a_restore_stopped_midway_leaves_the_old_store_or_the_new_one(store, tmp
     monkeypatch.undo()
 
     topics = counts(old / "engine.db")["topics"]
-    assert topics == (new_topics if stop_in == "_fsync_dir" else old_topics)
+    assert topics == (new_topics if stop_in == "fsync_dir" else old_topics)
     check = invoke(old, "check", "--json")  # the writer's lock is free again, and the store is whole
     assert check.exit_code == 0, check.output
     assert json.loads(check.stdout)["problems"] == []
