@@ -301,23 +301,30 @@ class _CrawlRun:
 
     async def _crawl_page(self, work: _Work) -> None:
         assert self.fetcher is not None and self.loop is not None
+        result = await self._fetched(work, self.fetcher.fetch_page)
+        if result is not None:
+            await self.loop.run_in_executor(self.pool, self._prepare, work, result)
+
+    async def _fetched(self, work: _Work, fetch: Callable[..., Awaitable[FetchResult]], named_by_user: bool = False) -> FetchResult | None:
+        """The body of ``work``'s page fetched (conditionally) by ``fetch``; None when the URL ended
+        without one (refused, failed, gone, 304), its bookkeeping emitted."""
         page = work.page
-        problem = page_url_problem(page.url, self.config.crawl.allow_private_addresses)
+        problem = page_url_problem(page.url, self.config.crawl.allow_private_addresses, named_by_user)
         if problem:
             await self._emit(self._settled(page, work.images, "skipped", error=problem))
-            return
+            return None
         try:
-            result = await self.fetcher.fetch_page(page.url, page.etag, page.last_modified)
+            result = await fetch(page.url, page.etag, page.last_modified)
         except FetchError as exc:
             await self._emit(self._settled(page, work.images, exc.outcome, error=exc.reason, http_status=exc.status))
-            return
+            return None
         if result.not_modified:
             await self._emit(
                 self._settled(page, work.images, "not_modified", http_status=304,
                               etag=result.headers.get("etag"), last_modified=result.headers.get("last-modified"))
             )
-            return
-        await self.loop.run_in_executor(self.pool, self._prepare, work, result)
+            return None
+        return result
 
     def _prepare(self, work: _Work, result: FetchResult) -> None:
         """In a worker thread: extract the page, fetch and validate its images, hand it on."""

@@ -92,17 +92,8 @@ class _UrlInputsRun(_CrawlRun):
     async def _input(self, work: _Work, may_list: bool, queue: asyncio.Queue) -> None:
         assert self.fetcher is not None and self.loop is not None
         page = work.page
-        problem = page_url_problem(page.url, self.config.crawl.allow_private_addresses, named_by_user=may_list)
-        if problem:
-            await self._emit(self._settled(page, work.images, "skipped", error=problem))
-            return
-        try:
-            result = await self.fetcher.fetch_input(page.url, page.etag, page.last_modified)
-        except FetchError as exc:
-            await self._emit(self._settled(page, work.images, exc.outcome, error=exc.reason, http_status=exc.status))
-            return
-        if result.not_modified:
-            await self._emit(self._settled(page, work.images, "not_modified", http_status=304))
+        result = await self._fetched(work, self.fetcher.fetch_input, named_by_user=may_list)
+        if result is None:
             return
         kind = listing_kind(result.content[:2048])
         if kind is None:
