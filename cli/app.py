@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli import coercion
 from cli.eval_cmd import eval_app
@@ -75,7 +76,8 @@ def knowledge_base(ctx: typer.Context) -> Iterator:
         kb = KnowledgeBase(config)
         yield kb
     except EngineError as exc:
-        err.print(f"[bold red]{type(exc).__name__}[/]: {exc}", highlight=False, markup=True)
+        # escape: a message may hold [brackets] (a config section, a page's text) that rich would eat
+        err.print(f"[bold red]{type(exc).__name__}[/]: {escape(str(exc))}", highlight=False, markup=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     except Exception as exc:
         reason = _database_error(exc)
@@ -223,7 +225,7 @@ def ask(
 
     for name, value in (("--since", since), ("--until", until)):
         if value is not None and not _is_iso_date(value):
-            err.print(f"[bold red]ConfigError[/]: {name} {value!r} is not a date (YYYY-MM-DD)", highlight=False)
+            err.print(f"[bold red]ConfigError[/]: {name} {escape(repr(value))} is not a date (YYYY-MM-DD)", highlight=False)
             raise typer.Exit(2)
     filters = Filters(topic=topic, source=source, since=since, until=until)
     with local_or_remote(ctx, server) as kb:

@@ -146,6 +146,12 @@ class IndexConfig:
             raise ConfigError(f"index.target_recall must be above 0 and at most 1, not {self.target_recall}")
         if self.exact_below < 0:
             raise ConfigError(f"index.exact_below must be 0 or more, not {self.exact_below}")
+        # A zero or negative limit would refuse every page and image ("over the -1-byte limit").
+        for name in ("max_image_pixels", "max_image_bytes", "max_page_bytes", "docs_per_batch"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"index.{name} must be above 0, not {getattr(self, name)}")
+        if self.min_image_side < 0:
+            raise ConfigError(f"index.min_image_side must be 0 or more, not {self.min_image_side}")
 
     @property
     def budget_bytes(self) -> int:
@@ -218,6 +224,17 @@ class CrawlConfig:
     max_pages_per_listing: int = 200
     # `engine index --watch` re-crawls every topic this often unless --every says otherwise.
     watch_every_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        # Counts and waits are never negative; concurrency and timeouts must allow some work at all.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"crawl.{f.name} must be 0 or more, not {value}")
+        for name in ("concurrency", "per_host_concurrency", "connect_timeout_seconds", "read_timeout_seconds",
+                     "fetch_deadline_seconds", "max_pages_per_listing"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"crawl.{name} must be above 0, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -423,8 +440,10 @@ def _unflatten(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _merge(into: dict[str, dict[str, Any]], layer: Mapping[str, Any], origin: str) -> None:
     sections = _sections()
     for section, keys in layer.items():
-        if section not in sections or not isinstance(keys, Mapping):
+        if section not in sections:
             raise ConfigError(f"{origin}: unknown config section {section!r}")
+        if not isinstance(keys, Mapping):  # `index = 5`: a known name, but not a [section] table
+            raise ConfigError(f"{origin}: {section} must be a table (a section of keys), not {keys!r}")
         known = {f.name for f in dataclasses.fields(sections[section])}
         for key, value in keys.items():
             if key not in known:
@@ -442,7 +461,12 @@ def _build(cls: type[Config], values: dict[str, dict[str, Any]]) -> Config:
             key: _coerce(value, hints[key], f"{origin}: {section}.{key}")
             for key, (value, origin) in values.get(section, {}).items()
         }
-        built[section] = section_type(**kwargs)
+        try:
+            built[section] = section_type(**kwargs)
+        except ConfigError as exc:
+            # A range check of the section: name where its values came from (file, environment, flags).
+            origins = dict.fromkeys(origin for _, origin in values.get(section, {}).values())
+            raise ConfigError(f"{', '.join(origins)}: {exc}" if origins else str(exc)) from exc
     return cls(**built)
 
 

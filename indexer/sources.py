@@ -112,7 +112,11 @@ def _html_file(path: Path, root: Path, limits: Limits) -> Item:
     except OSError as exc:
         return InputFailure("page", str(path), f"unreadable: {exc.strerror or exc}")
     saved_from = SAVED_FROM.search(html[:4096])
-    url = saved_from.group(1).decode("ascii", "replace") if saved_from else path.resolve().as_uri()
+    url = saved_from.group(1).decode("ascii", "replace") if saved_from else ""
+    # The comment is the page's own text: only a web address may become its source URL (a
+    # "javascript:" or "file:" one would be stored and shown as the citation link).
+    if not url.lower().startswith(("http://", "https://")):
+        url = path.resolve().as_uri()
     return PageInput(
         url=url,
         origin=str(path),
@@ -144,6 +148,7 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
     from warcio.archiveiterator import ArchiveIterator
 
     pages: list[tuple[int, str, dict]] = []
+    refused = 0  # failures yielded while reading: an archive without pages has said why already
     resources: dict[str, int] = {}
     damaged: dict[str, str] = {}  # resource URL -> why its record cannot be used
     try:
@@ -160,6 +165,7 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
                 # would be stored as a partial page or image, so it is refused with its reason.
                 truncated = _truncation(record, uri)
                 if truncated:
+                    refused += 1
                     yield InputFailure("page" if is_page else "archive", f"{path}@{offset}", truncated)
                     damaged.setdefault(_strip_fragment(uri), truncated)
                     continue
@@ -168,7 +174,17 @@ def _archive(path: Path, limits: Limits) -> Iterator[Item]:
                     pages.append((offset, uri, info))
     except Exception as exc:  # noqa: BLE001 - warcio raises many kinds on damaged files
         # warcio quotes the offending line whole: a binary file would make a huge reason.
-        yield InputFailure("archive", str(path), f"unreadable after {len(resources)} records: {str(exc)[:200]}")
+        # Its messages are indented, multi-line text: one line, so the reason reads in a log.
+        message = " ".join(str(exc).split())[:200]
+        yield InputFailure("archive", str(path), f"unreadable after {len(resources)} records: {message}")
+        refused += 1
+    if not pages and not refused:
+        # An empty or damaged archive (or one whose HTTP headers do not parse) must not pass in silence.
+        yield InputFailure(
+            "archive", str(path),
+            f"no HTML page in the archive ({len(resources)} readable response or resource records, "
+            "none of them an HTML page)",
+        )
 
     def resolve_in(page_url: str) -> Callable[[str], bytes | None]:
         def resolve(src: str) -> bytes | None:
