@@ -52,12 +52,15 @@ def browser():
 
 
 @contextmanager
-def serve(root: Path, pages: list[Path], topics: list[str], text_encoder) -> Iterator[str]:  # noqa: ANN001 - TextEncoder
+def serve(root: Path, pages: list[Path], topics: list[str], text_encoder, after_index=None) -> Iterator[str]:  # noqa: ANN001
     """Index ``pages`` for ``topics`` into a store under ``root`` (CLIP off: images ranked by their
-    text context, as without CLIP weights) and serve it; yields the server's URL once it has loaded."""
+    text context, as without CLIP weights), then ``after_index(kb)``, and serve it; yields the
+    server's URL once it has loaded."""
     config = make_config(root)
     with KnowledgeBase(config, text_encoder=text_encoder) as kb:
         kb.index(topics, pages)
+        if after_index is not None:
+            after_index(kb)
         with ServerThread(create_app(config, kb, Access(token=None, loopback=True))) as server:
             url = f"http://127.0.0.1:{server.port}"
             deadline = time.monotonic() + 60
@@ -70,11 +73,11 @@ def serve(root: Path, pages: list[Path], topics: list[str], text_encoder) -> Ite
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, text_encoder, examples_dir):
     """The example pages and a saved page full of script payloads, served."""
-    from tests.server.test_ui import HOSTILE_TOPIC, write_hostile_page
+    from tests.server.test_ui import HOSTILE_TOPIC, store_script_url, write_hostile_page
 
     root = tmp_path_factory.mktemp("browser")
     hostile = write_hostile_page(root / "hostile")
-    with serve(root, [examples_dir / "pages", hostile], [*TOPICS, HOSTILE_TOPIC], text_encoder) as url:
+    with serve(root, [examples_dir / "pages", hostile], [*TOPICS, HOSTILE_TOPIC], text_encoder, store_script_url) as url:
         yield url
 
 

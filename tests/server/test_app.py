@@ -17,7 +17,7 @@ class FakeKnowledgeBase:
         self.loaded = threading.Event()
         self.load_error = load_error
 
-    def ask(self, request):  # noqa: ANN001, ANN201
+    def ask(self, request, **options):  # noqa: ANN001, ANN003, ANN201
         self.loaded.wait(30)
         if self.load_error is not None:
             raise self.load_error

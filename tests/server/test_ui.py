@@ -54,6 +54,19 @@ def write_hostile_page(folder: Path) -> Path:
     return folder
 
 
+def store_script_url(kb) -> None:  # noqa: ANN001 - KnowledgeBase
+    """Give the hostile page a javascript: source URL. Indexing no longer stores one (a saved-from
+    stamp must be http(s)), but a store written before, or by another tool, may hold it: the UI must
+    still show it as text, never as a link."""
+    from sqlalchemy import update
+
+    from engine.store.schema import sources
+
+    with kb.store.transaction() as conn:
+        changed = conn.execute(update(sources).where(sources.c.url.like("%zanzibar-pottery.html")).values(url="javascript:alert(1)"))
+    assert changed.rowcount == 1
+
+
 @dataclass(frozen=True)
 class Site:
     url: str
@@ -73,6 +86,7 @@ def site(tmp_path_factory, text_encoder, clip_encoder, examples_dir):
     hostile = write_hostile_page(root / "hostile")
     with KnowledgeBase(config, text_encoder=text_encoder, clip_encoder=clip_encoder) as kb:
         kb.index([*TOPICS, HOSTILE_TOPIC], [examples_dir / "pages", hostile])
+        store_script_url(kb)
         app = create_app(config, kb, Access(token=None, loopback=True))
         with ServerThread(app) as server, httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60) as client:
             deadline = time.monotonic() + 60
@@ -341,7 +355,7 @@ class LoadingKnowledgeBase:
         self.config = Config(store=StoreConfig(path=root))
         self.loaded = threading.Event()
 
-    def ask(self, request):  # noqa: ANN001, ANN201
+    def ask(self, request, **options):  # noqa: ANN001, ANN003, ANN201 - KnowledgeBase.ask's signature
         self.loaded.wait(30)
 
 
