@@ -484,7 +484,10 @@ def _move_aside(db_path: Path, stamp: str) -> list[Path]:
 def _integrity(conn: sqlite3.Connection) -> str | None:
     """None when ``PRAGMA integrity_check`` says ok, else its first complaints."""
     rows = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
-    return None if rows == ["ok"] else "; ".join(rows)
+    if rows == ["ok"]:
+        return None
+    # A complaint can span lines ("*** in database main ***\nPage 47: ..."): one line for the error.
+    return "; ".join(line.strip() for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***"))
 
 
 def _revision(conn: sqlite3.Connection) -> str | None:
