@@ -96,16 +96,18 @@ class Crawl:
         return self._total
 
     def produce(self, store: Store, config: Config, emit: Emit, stop: threading.Event) -> None:
-        asyncio.run(_CrawlRun(self, store, config, emit, stop).run())
+        asyncio.run(CrawlRun(self, store, config, emit, stop).run())
 
 
 @dataclass
-class _Work:
+class PageWork:
+    """A page to fetch, with the image candidates discovery found on it."""
+
     page: FrontierUrl
     images: list[FrontierUrl] = field(default_factory=list)  # candidates shown on this page
 
 
-class _CrawlRun:
+class CrawlRun:
     """One `engine index` run of a :class:`Crawl` (its loop, fetcher and worker threads)."""
 
     def __init__(self, crawl: Crawl, store: Store, config: Config, emit: Emit, stop: threading.Event):
@@ -215,7 +217,7 @@ class _CrawlRun:
         self.crawl._total += len(work) + len(image_only)
         for image in image_only:
             await self._emit(self._settled(image, [], "skipped", error="an image without the page it appears on (nothing to cite it by)", kind="image"))
-        queue: asyncio.Queue[_Work] = asyncio.Queue()
+        queue: asyncio.Queue[PageWork] = asyncio.Queue()
         for item in work:
             queue.put_nowait(item)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.config.crawl.concurrency, len(work)))]
@@ -263,7 +265,7 @@ class _CrawlRun:
 
     def _work(
         self, round_start: dict[int, float], discovered: dict[str, tuple[NewUrl, set[int]]]
-    ) -> tuple[list[_Work], list[FrontierUrl]]:
+    ) -> tuple[list[PageWork], list[FrontierUrl]]:
         """The round's pages still to fetch (each with its image candidates), and orphan images."""
         with self.store.reading() as conn:
             known = frontier.urls_of_topics(conn, list(round_start))
@@ -277,7 +279,7 @@ class _CrawlRun:
             starts = [round_start[t] for t in url.topic_ids if t in round_start]
             return url.checked_at is not None and url.checked_at >= max(starts)
 
-        pages = {key: _Work(url) for key, url in known.items() if url.kind == "page" and not settled_this_round(url)}
+        pages = {key: PageWork(url) for key, url in known.items() if url.kind == "page" and not settled_this_round(url)}
         orphans = []
         for url in known.values():
             if url.kind != "image" or settled_this_round(url):
@@ -299,13 +301,13 @@ class _CrawlRun:
 
     # -- one page -------------------------------------------------------------------------------
 
-    async def _crawl_page(self, work: _Work) -> None:
+    async def _crawl_page(self, work: PageWork) -> None:
         assert self.fetcher is not None and self.loop is not None
         result = await self._fetched(work, self.fetcher.fetch_page)
         if result is not None:
             await self.loop.run_in_executor(self.pool, self._prepare, work, result)
 
-    async def _fetched(self, work: _Work, fetch: Callable[..., Awaitable[FetchResult]], named_by_user: bool = False) -> FetchResult | None:
+    async def _fetched(self, work: PageWork, fetch: Callable[..., Awaitable[FetchResult]], named_by_user: bool = False) -> FetchResult | None:
         """The body of ``work``'s page fetched (conditionally) by ``fetch``; None when the URL ended
         without one (refused, failed, gone, 304), its bookkeeping emitted."""
         page = work.page
@@ -326,7 +328,7 @@ class _CrawlRun:
             return None
         return result
 
-    def _prepare(self, work: _Work, result: FetchResult) -> None:
+    def _prepare(self, work: PageWork, result: FetchResult) -> None:
         """In a worker thread: extract the page, fetch and validate its images, hand it on."""
         page = PageInput(
             url=result.final_url,
@@ -355,7 +357,7 @@ class _CrawlRun:
         page.on_commit = partial(self._commit_page, work, result.status, validators, image_errors, time.time())
         self.emit(prepared)
 
-    def _commit_page(self, work: _Work, status: int, validators: dict, image_errors: dict[str, str], at: float, conn: Connection) -> None:
+    def _commit_page(self, work: PageWork, status: int, validators: dict, image_errors: dict[str, str], at: float, conn: Connection) -> None:
         frontier.settle(conn, work.page.canonical_url, "fetched", at, http_status=status, **validators)
         for image in work.images:
             error = image_errors.get(image.canonical_url)
@@ -498,12 +500,12 @@ class _ImageCache:
                 self._size -= len(old)
 
 
-def _interleave_hosts(work: list[_Work]) -> list[_Work]:
+def _interleave_hosts(work: list[PageWork]) -> list[PageWork]:
     """Round-robin over hosts, so workers are not all queued behind one host's politeness."""
-    by_host: dict[str, list[_Work]] = {}
+    by_host: dict[str, list[PageWork]] = {}
     for item in work:
         by_host.setdefault(urlsplit(item.page.url).netloc, []).append(item)
-    out: list[_Work] = []
+    out: list[PageWork] = []
     queues = list(by_host.values())
     for position in range(max((len(q) for q in queues), default=0)):
         out.extend(q[position] for q in queues if position < len(q))

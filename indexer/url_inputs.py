@@ -20,7 +20,7 @@ from engine.config import Config
 from engine.errors import FetchError, InputError
 from engine.store.schema import sources
 from engine.store.store import Store
-from indexer.crawl import _CrawlRun, _Work
+from indexer.crawl import CrawlRun, PageWork
 from indexer.discover.feeds import feed_candidates
 from indexer.discover.sitemaps import parse_sitemap, sitemap_candidates
 from indexer.fetch.fetcher import FetchResult
@@ -55,11 +55,11 @@ class UrlInputs:
             asyncio.run(_UrlInputsRun(self, store, config, emit, stop).run())
 
 
-class _UrlInputsRun(_CrawlRun):
+class _UrlInputsRun(CrawlRun):
     """The crawl run's fetcher, worker threads and page handling, for a fixed list of URLs."""
 
     async def _crawl(self) -> None:
-        queue: asyncio.Queue[tuple[_Work, bool]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[PageWork, bool]] = asyncio.Queue()
         with self.store.reading() as conn:
             for url in self.crawl.urls:
                 queue.put_nowait((self._work_for(conn, url), True))
@@ -71,14 +71,14 @@ class _UrlInputsRun(_CrawlRun):
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    def _work_for(self, conn, url: str, images: list[str] = ()) -> _Work:  # noqa: ANN001 - a Connection
+    def _work_for(self, conn, url: str, images: list[str] = ()) -> PageWork:  # noqa: ANN001 - a Connection
         """A URL to fetch, with the validators of its stored copy (a conditional GET)."""
         key = canonical_url(url)
         stored = conn.execute(select(sources.c.etag, sources.c.last_modified).where(sources.c.canonical_url == key)).first()
         etag, last_modified = stored if stored is not None else (None, None)
         page = FrontierUrl(key, url, "page", None, "queued", etag, last_modified, None)
         shown = [FrontierUrl(canonical_url(i), i, "image", url, "queued", None, None, None) for i in images]
-        return _Work(page, shown)
+        return PageWork(page, shown)
 
     async def _input_worker(self, queue: asyncio.Queue) -> None:
         while True:
@@ -89,7 +89,7 @@ class _UrlInputsRun(_CrawlRun):
             finally:
                 queue.task_done()
 
-    async def _input(self, work: _Work, may_list: bool, queue: asyncio.Queue) -> None:
+    async def _input(self, work: PageWork, may_list: bool, queue: asyncio.Queue) -> None:
         assert self.fetcher is not None and self.loop is not None
         page = work.page
         result = await self._fetched(work, self.fetcher.fetch_input, named_by_user=may_list)
