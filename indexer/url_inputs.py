@@ -106,7 +106,9 @@ class _UrlInputsRun(CrawlRun):
         try:
             entries = await self._listed(kind, result)
         except InputError as exc:
-            await self._emit(self._settled(page, [], "failed", error=exc.reason))
+            # The parsers name the URL for discovery's sake; here it is the failure's own origin already.
+            reason = exc.reason.removeprefix(f"{result.url}: ").removeprefix(f"{result.final_url}: ")
+            await self._emit(self._settled(page, [], "failed", error=reason))
             return
         with self.store.reading() as conn:
             for url, images in entries.items():

@@ -375,3 +375,15 @@ def test_pages_say_503_while_the_knowledge_base_loads_and_reload_themselves(tmp_
             kb.loaded.set()
     finally:
         kb.loaded.set()
+
+
+def test_only_what_is_new_since_the_last_ask(site):
+    question = "how was the roman denarius debased"
+    response, tree = site.page("/", q=question, new="1")
+    assert response.status_code == 200
+    assert tree.cssselect("input[name=new][checked]")  # the choice stays in the form (and the shared URL)
+    assert tree.cssselect("p.new-since")[0].text_content().startswith("New to you: first asked now")
+    assert tree.cssselect("ol.sources li, .sources li")  # the first time, the whole store answers
+    response, tree = site.page("/", q=question, new="1")
+    assert "Nothing new since" in tree.cssselect("p.empty")[0].text_content()
+    assert not tree.cssselect("p.new-since")

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from cli.render import byte_size, explain_retrieval, nothing_found
+from cli.render import byte_size, explain_retrieval, new_since, nothing_found
 from cli.render_html import safe_href
 from engine.results import AskResult
 
@@ -81,5 +81,6 @@ def answer_view(result: AskResult) -> dict[str, Any]:
         "rows": [{"number": n + 1, "sentence": s, "images": beside.get(n, [])} for n, s in enumerate(answer["summary"])],
         "loose": loose,
         "empty": None if answer["summary"] else nothing_found(result),
+        "new_since": new_since(result),
         "explain": explain_retrieval(result).splitlines(),
     }

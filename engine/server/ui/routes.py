@@ -23,10 +23,13 @@ def _warm(request: Request) -> WarmKnowledgeBase:
 
 
 @router.get("/")
-def ask_page(request: Request, q: str = "", style: str = "", max_sentences: str = "", max_images: str = "") -> HTMLResponse:
-    """The question box; with ``q``, the answer, rendered here so the URL can be shared and JavaScript is not needed."""
+def ask_page(
+    request: Request, q: str = "", style: str = "", max_sentences: str = "", max_images: str = "", new: str = ""
+) -> HTMLResponse:
+    """The question box; with ``q``, the answer, rendered here so the URL can be shared and JavaScript is not needed.
+    ``new=1``: only what the store learned since the question was last asked (`engine ask --new`)."""
     defaults = _warm(request).kb.config.ask
-    form = {"q": q, "style": style or defaults.style, "max_sentences": max_sentences, "max_images": max_images}
+    form = {"q": q, "style": style or defaults.style, "max_sentences": max_sentences, "max_images": max_images, "new": bool(new)}
     context = {"form": form, "styles": list(STYLES), "defaults": defaults}
     if not q.strip():
         return page("ask.html", **context)
@@ -36,6 +39,7 @@ def ask_page(request: Request, q: str = "", style: str = "", max_sentences: str 
             style=style or None,
             max_sentences=_whole("max_sentences", max_sentences),
             max_images=_whole("max_images", max_images),
+            new=bool(new),
         )
         with _warm(request).use() as kb:
             result = kb.ask(ask)
