@@ -31,7 +31,7 @@ def since_timestamp(value: str, now: float | None = None) -> float:
         except ValueError:
             pass
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        moment = datetime.fromisoformat(text)  # Python 3.11 reads a final Z as UTC
     except ValueError:
         raise ConfigError(
             f"--since {value!r} is neither a date or time (2026-11-01, 2026-11-01T12:00) "

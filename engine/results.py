@@ -84,7 +84,7 @@ class AskResult:
     # Images left out, by reason (below_min_alignment, near_duplicate).
     images_dropped: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
-    # `ask --new`: since (ISO 8601, None the first time), since_ts, new_documents (in the store since then).
+    # `ask --new`: since (ISO 8601, None the first time), new_documents (stored since then), cited_last_time.
     new: dict[str, Any] | None = None
 
     @property

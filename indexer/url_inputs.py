@@ -60,9 +60,8 @@ class _UrlInputsRun(CrawlRun):
 
     async def _crawl(self) -> None:
         queue: asyncio.Queue[tuple[PageWork, bool]] = asyncio.Queue()
-        with self.store.reading() as conn:
-            for url in self.crawl.urls:
-                queue.put_nowait((self._work_for(conn, url), True))
+        self.queued: set[str] = set()  # canonical URLs: a page given and also listed is fetched once
+        self._enqueue(queue, {url: [] for url in self.crawl.urls}, may_list=True)
         workers = [asyncio.create_task(self._input_worker(queue)) for _ in range(max(1, self.config.crawl.concurrency))]
         try:
             await queue.join()
@@ -70,6 +69,17 @@ class _UrlInputsRun(CrawlRun):
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+    def _enqueue(self, queue: asyncio.Queue, pages: dict[str, list[str]], may_list: bool) -> int:
+        """Queue the pages (each with its candidate images) not queued before; how many were new."""
+        added = 0
+        with self.store.reading() as conn:
+            for url, images in pages.items():
+                if canonical_url(url) not in self.queued:
+                    self.queued.add(canonical_url(url))
+                    queue.put_nowait((self._work_for(conn, url, images), may_list))
+                    added += 1
+        return added
 
     def _work_for(self, conn, url: str, images: list[str] = ()) -> PageWork:  # noqa: ANN001 - a Connection
         """A URL to fetch, with the validators of its stored copy (a conditional GET)."""
@@ -110,10 +120,7 @@ class _UrlInputsRun(CrawlRun):
             reason = exc.reason.removeprefix(f"{result.url}: ").removeprefix(f"{result.final_url}: ")
             await self._emit(self._settled(page, [], "failed", error=reason))
             return
-        with self.store.reading() as conn:
-            for url, images in entries.items():
-                queue.put_nowait((self._work_for(conn, url, images), False))
-        self.crawl._total += len(entries) - 1  # the listing stood for one page in the estimate
+        self.crawl._total += self._enqueue(queue, entries, may_list=False) - 1  # the listing stood for one page
         await self._emit(Bookkeeping(label=f"{page.url}: a {kind} of {len(entries)} pages"))
 
     async def _listed(self, kind: str, result: FetchResult) -> dict[str, list[str]]:
@@ -145,7 +152,8 @@ class _UrlInputsRun(CrawlRun):
         """The URLs of a sitemap that a sitemap index lists; one that fails is a failure line."""
         assert self.fetcher is not None
         try:
-            problem = page_url_problem(url, self.config.crawl.allow_private_addresses)
+            # Like a listing given to --from: the body decides (children are often sitemap-1.xml.gz).
+            problem = page_url_problem(url, self.config.crawl.allow_private_addresses, named_by_user=True)
             if problem:
                 raise InputError(url, problem)
             result = await self.fetcher.fetch_input(url)

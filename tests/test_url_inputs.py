@@ -91,6 +91,12 @@ def test_a_feed_url_indexes_its_entries_and_their_thumbnails_not_the_feed(tmp_pa
         assert stored_paths(kb) == {"/coffee.html", "/espresso.html", "/cats.html"}
         # the page's own image, the entry's thumbnail as a candidate image of that page, the cat
         assert report.images["added"] == 3, report.to_dict()
+    # A page given directly and listed in the feed too is fetched once.
+    site.clear_log()
+    with crawl_kb(tmp_path / "both", text_encoder) as kb:
+        report = kb.index(TOPICS, [site.url("/cats.html"), site.url("/feed.rss")])
+        assert report.pages == {"added": 3}, report.to_dict()
+    assert len(site.requests("/cats.html")) == 1
 
 
 def test_a_sitemap_index_is_followed_to_its_sitemaps_and_capped_per_listing(tmp_path, text_encoder, site):
@@ -111,6 +117,12 @@ def test_a_sitemap_index_is_followed_to_its_sitemaps_and_capped_per_listing(tmp_
     with crawl_kb(tmp_path / "gzipped", text_encoder) as kb:
         report = kb.index(TOPICS, [site.url("/pages.xml.gz")])
         assert report.pages == {"added": 1} and stored_paths(kb) == {"/coins.html"}, report.to_dict()
+    # An index's gzipped child sitemap is read too (courlan's file-type filter would refuse .gz).
+    site.add("/index-gz.xml", '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+             f"<sitemap><loc>{site.url('/pages.xml.gz')}</loc></sitemap></sitemapindex>", content_type="application/xml")
+    with crawl_kb(tmp_path / "index-gz", text_encoder) as kb:
+        report = kb.index(TOPICS, [site.url("/index-gz.xml")])
+        assert report.pages == {"added": 1} and report.failures == [], report.to_dict()
 
 
 def test_url_inputs_keep_the_crawlers_rules_and_each_refusal_names_the_url(tmp_path, text_encoder, site):

@@ -52,8 +52,7 @@ def what_is_new(store: Store, filters: Filters, topic_min_similarity: float, las
     with store.reading() as conn:
         count = conn.execute(select(func.count(distinct(chunks.c.document_id))).where(chunks.c.id.in_(allowed))).scalar_one()
     since = None if last is None else datetime.fromtimestamp(last.asked_at, timezone.utc).isoformat(timespec="seconds")
-    return {"since": since, "since_ts": None if last is None else last.asked_at, "new_documents": count,
-            "cited_last_time": [] if last is None else last.cited}
+    return {"since": since, "new_documents": count, "cited_last_time": [] if last is None else last.cited}
 
 
 def remember(store: Store, question: str, asked_at: float, cited: list[int], new_only: bool) -> str | None:

@@ -42,8 +42,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from engine.errors import InputError, StoreError
-from engine.store.atomic import fsync_dir, fsync_tree
-from engine.store.database import HEAD_REVISION, KNOWN_REVISIONS
+from engine.store.atomic import atomic_path, fsync_dir, fsync_tree
+from engine.store.database import HEAD_REVISION, KNOWN_REVISIONS, revision_of
 from engine.store.spaces import SPACE_TABLE
 
 MANIFEST = "backup.json"
@@ -190,7 +190,7 @@ def _snapshot(db_path: Path, copy: Path) -> tuple[str | None, dict[str, int]]:
             problem = _integrity(conn)
             if problem:
                 raise StoreError(_damaged(db_path, f"integrity check: {problem}"))
-            return _revision(conn), _counts(conn)
+            return revision_of(conn), _counts(conn)
     except sqlite3.DatabaseError as exc:
         raise StoreError(_damaged(db_path, str(exc))) from None
 
@@ -290,7 +290,7 @@ def verify_backup(source: Path) -> dict:
             problem = _integrity(conn)
             if problem:
                 raise InputError(str(db_path), f"damaged (integrity check: {problem})")
-            revision = _revision(conn)
+            revision = revision_of(conn)
             paths = [row[0] for row in conn.execute("SELECT path FROM images")]
     except sqlite3.DatabaseError as exc:
         raise InputError(str(db_path), f"damaged ({exc})") from None
@@ -490,13 +490,6 @@ def _integrity(conn: sqlite3.Connection) -> str | None:
     return "; ".join(line.strip() for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***"))
 
 
-def _revision(conn: sqlite3.Connection) -> str | None:
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone() is None:
-        return None
-    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    return row[0] if row else None
-
-
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0 for t in COUNTED}
@@ -521,15 +514,7 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_durably(source: Path, target: Path) -> None:
-    """Copy to a temp name beside ``target``, fsync, rename: ``target`` is the old file or the whole new one."""
+    """``target`` becomes a copy of ``source``: the old file or the whole new one, its name fsynced too."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)

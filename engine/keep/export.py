@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from sqlalchemy import Connection, and_, select, text
+from sqlalchemy import Connection, and_, select
 
 from engine.errors import InputError, StoreError
 from engine.store.atomic import fsync_dir, fsync_tree
+from engine.store.database import current_revision
 from engine.store.schema import (
     chunks,
     document_images,
@@ -110,7 +111,7 @@ def export_store(
             n_documents = _write_documents(conn, staging / "documents.jsonl", selected, topic_min_similarity)
             n_chunks = _write_chunks(conn, staging / "chunks.jsonl", selected)
             n_images, copied, missing = _write_images(conn, store, staging, selected, images)
-            revision = _schema_revision(conn)
+            revision = current_revision(store.engine)
             models = {
                 key.removeprefix("model."): value
                 for key, value in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.like("model.%")))
@@ -409,8 +410,3 @@ def _links_of(conn: Connection, image_ids: list[int], of_documents) -> dict[int,
         link = dict(r._mapping)
         found.setdefault(link.pop("image_id"), []).append(link)
     return found
-
-
-def _schema_revision(conn: Connection) -> str | None:
-    # Opening the store migrated it, so the version table is there.
-    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

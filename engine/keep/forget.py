@@ -93,7 +93,7 @@ class Selection:
             word = word.strip()
             if not word:
                 continue
-            if word.isdigit():
+            if word.isascii() and word.isdigit():  # "²".isdigit() is true, and int() refuses it
                 ids.append(int(word))
             elif _WEB.match(word) or word.lower().startswith("file://"):
                 if word.endswith("*") or prefix:
@@ -207,7 +207,7 @@ def forget(store: Store, selection: Selection, topic_min_similarity: float, dry_
     try:
         # Garbage first, so that even a forget that then finds nothing to do (the rerun of one
         # killed after its commit) leaves no unreferenced files behind.
-        swept = _sweep_orphans(store)
+        swept, swept_deleted = _sweep_orphans(store)
         try:
             with store.transaction() as conn:
                 plan = replace(plan_forget(conn, store, selection, topic_min_similarity), orphan_files=swept)
@@ -221,19 +221,18 @@ def forget(store: Store, selection: Selection, topic_min_similarity: float, dry_
         if plan.images:
             store.discard_uncommitted()  # also drops the near-duplicate cache, which names removed images
         deleted = _after_commit(store, plan, changed)
-        return ForgetReport(plan, dry_run=False, files_deleted=deleted + len(swept))
+        return ForgetReport(plan, dry_run=False, files_deleted=deleted + swept_deleted)
     finally:
         store.wait_for_upgrades()  # a rebuild started by the writer saves under the lock
         store.release_write_lock()
 
 
-def _sweep_orphans(store: Store) -> tuple[str, ...]:
+def _sweep_orphans(store: Store) -> tuple[tuple[str, ...], int]:
     """Delete the image files no image row names (the caller holds the write lock, so no
-    writer is between writing a file and committing its row); return those deleted."""
+    writer is between writing a file and committing its row); return them and how many went."""
     with store.reading() as conn:
         orphans = _orphan_files(conn, store)
-    _delete_files(store, orphans)
-    return orphans
+    return orphans, _delete_files(store, orphans)
 
 
 # -- planning --------------------------------------------------------------------------------

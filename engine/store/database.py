@@ -78,7 +78,7 @@ def _apply_pragmas(dbapi_conn) -> None:  # noqa: ANN001 - a sqlite3 connection
     cursor.close()
 
 
-def _revision(dbapi_conn) -> str | None:  # noqa: ANN001 - a sqlite3 connection
+def revision_of(dbapi_conn) -> str | None:  # noqa: ANN001 - a sqlite3 connection
     """The store's schema revision; None before the first migration made the version table."""
     cursor = dbapi_conn.cursor()
     try:
@@ -114,7 +114,7 @@ def schema_revision(db_path: Path) -> str | None:
         return None
     conn = sqlite3.connect(db_path, timeout=30)
     try:
-        return _revision(conn)
+        return revision_of(conn)
     finally:
         conn.close()
 
@@ -131,7 +131,7 @@ def connect_at_head(db_path: Path) -> sqlite3.Connection | None:
     conn = None
     try:
         conn = sqlite3.connect(db_path, timeout=30)
-        if _revision(conn) == HEAD_REVISION:
+        if revision_of(conn) == HEAD_REVISION:
             _apply_pragmas(conn)
             return conn
     except sqlite3.Error:

@@ -261,6 +261,7 @@ def test_forget_a_topic_keeps_documents_another_topic_holds(kb):
         ), {"t": cats_topic, "m": MIN_SIMILARITY}).scalars())
     assert behaviour in only_cats and senses not in only_cats
     chelsea = image_paths_of(kb, behaviour)
+    assert chelsea  # the cat photo, shared with cat-senses
 
     dry = forget(kb.store, Selection.parse(topics=["domestic cats"]), MIN_SIMILARITY, dry_run=True)
     report = forget(kb.store, Selection.parse(topics=["domestic cats"]), MIN_SIMILARITY)
@@ -431,6 +432,7 @@ def test_killed_between_commit_and_file_deletion_leaves_harmless_files_swept_nex
 
     doc_id = doc_id_of(kb, SHUTTLE)
     files = image_paths_of(kb, doc_id)
+    assert files  # the shuttle page's own images
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after the commit runs
@@ -552,7 +554,8 @@ def test_forget_killed_with_sigkill_at_any_point_leaves_a_consistent_store(tmp_p
 
         state = big_counts(store / db_name)
         assert state in (start, end), f"kill {n} left a partial forget: {state}, expected {start} or {end}"
-        outcomes.add("before commit" if state == start else "after commit")
+        if proc.returncode == -signal.SIGKILL:  # a run that finished before the kill proves nothing
+            outcomes.add("before commit" if state == start else "after commit")
         from engine.store.store import Store
 
         with Store(store) as opened:
